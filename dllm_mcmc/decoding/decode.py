@@ -1,0 +1,278 @@
+"""`decode`: batched masked-diffusion decoding that records the exact trajectory density.
+
+Algorithm (one token per step shown; ``tokens_per_step=k`` commits ``k`` per step). The
+response of length ``L`` starts fully masked and is split into blocks decoded left to right
+(LLaDA's semi-autoregressive scheme, Nie et al. 2025, arXiv 2502.09992). At every step, for all
+``S`` rows in one forward call:
+
+1. ``p_j = softmax(logits_j)`` at the masked positions ``M`` of the current block
+   (the mask token itself is removed from every distribution);
+2. choose a position ``j ∈ M`` by the rule, with probability ``r(j | state)``;
+3. draw ``v ~ q_j(v) ∝ p_j(v)^(1/τ)``;
+4. commit ``x_j = v`` and record
+
+       log q_step = log r(j | state) + log q_j(v),      log p_step = log p_j(v).
+
+The sums ``log q = Σ log q_step`` and ``log p = Σ log p_step`` are the proposal density of
+the trajectory (order and tokens) and the model's chain-rule probability along that order.
+`replay` recomputes both for given tokens and order by teacher forcing, through the same loop.
+
+For ``confidence`` (LLaDA's low-confidence remasking) step 2 comes after drawing a token at
+every masked position, and the position with the most probable drawn token is kept. Its
+choice probability is an integral over the discarded draws with no closed form, so
+``log_q`` holds only the token terms and the trajectory has ``exact_density=False``: it must
+not be used as an MH proposal density.
+"""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from ..denoisers.base import Denoiser, check_logits, denoiser_device
+from .config import DecodeConfig
+from .rules import NEG_INF, position_rule, sample_tokens
+from .trajectory import Trajectory
+
+
+def decode(
+    denoiser: Denoiser,
+    prompt: torch.Tensor | None,
+    gen_length: int,
+    rule: str = "random",
+    temperature: float = 1.0,
+    block_length: int | None = None,
+    tokens_per_step: int = 1,
+    num_samples: int = 1,
+    generator: torch.Generator | None = None,
+    position_temperature: float = 1.0,
+    position_score: str = "top_prob",
+    suppress_eos: bool = False,
+    progress: bool = False,
+) -> Trajectory:
+    """Decode ``num_samples`` responses of ``gen_length`` tokens after ``prompt``.
+
+    Args:
+        denoiser: any `Denoiser` (``mask_id``, ``vocab_size``, ``__call__`` -> logits).
+        prompt: ``[P]`` ids shared by all rows, ``[S, P]`` one per row, or ``None``.
+        gen_length: response length ``L``.
+        rule: ``random``, ``confidence``, ``top_prob``, ``margin``, ``entropy``, ``stochastic``.
+        temperature: token temperature ``τ > 0``.
+        block_length: semi-autoregressive block size; must divide ``gen_length``.
+        tokens_per_step: positions committed per forward call.
+        num_samples: ``S``, rows decoded together (one forward call of batch ``S`` per step).
+        generator: the source of every random draw; ``None`` seeds a new one from torch's
+            global generator (so ``torch.manual_seed`` makes the call reproducible).
+        position_temperature, position_score: the ``stochastic`` rule's softmax temperature and
+            score.
+        suppress_eos: never propose ``denoiser.eos_id``.
+        progress: show a progress bar over steps.
+
+    Returns:
+        A `Trajectory` with tokens, order, per-step ``log q`` and ``log p``, and NFE.
+
+    Example:
+        >>> import torch
+        >>> from dllm_mcmc import ExactDenoiser, decode
+        >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+        >>> traj = decode(toy, None, gen_length=4, rule="entropy", temperature=0.5,
+        ...               num_samples=3, generator=torch.Generator().manual_seed(0))
+        >>> traj.tokens.shape, traj.exact_density
+        (torch.Size([3, 4]), True)
+    """
+    config = DecodeConfig(
+        rule=rule,
+        temperature=temperature,
+        block_length=block_length,
+        tokens_per_step=tokens_per_step,
+        position_temperature=position_temperature,
+        position_score=position_score,
+        suppress_eos=suppress_eos,
+    )
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    prompt_rows = _prompt_rows(denoiser, prompt, num_samples)
+    generator = _generator(generator, prompt_rows.device)
+    return _run(denoiser, prompt, prompt_rows, gen_length, config, generator, None, progress)
+
+
+def replay(
+    denoiser: Denoiser,
+    prompt: torch.Tensor | None,
+    tokens: torch.Tensor,
+    order: torch.Tensor,
+    config: DecodeConfig | None = None,
+    **options,
+) -> Trajectory:
+    """Teacher-force ``tokens`` in ``order`` through the decoder and return their record.
+
+    Gives ``log q`` and ``log p`` of any (order, tokens) pair, for example a state an MCMC
+    kernel did not propose itself. ``config`` (or the keyword ``options`` of `decode`) must be
+    those of the decoder whose density is wanted. A deterministic rule gives ``-inf`` to an
+    order it would not have chosen.
+
+    Example:
+        >>> import torch
+        >>> from dllm_mcmc import ExactDenoiser, decode, replay
+        >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+        >>> traj = decode(toy, None, 4, num_samples=2, generator=torch.Generator().manual_seed(0))
+        >>> again = replay(toy, None, traj.tokens, traj.order, traj.config)
+        >>> bool(torch.allclose(again.log_q, traj.log_q))
+        True
+    """
+    if config is None:
+        config = DecodeConfig(**options)
+    elif options:
+        raise ValueError("pass either config or decode options, not both")
+    if tokens.dim() != 2 or order.shape != tokens.shape:
+        raise ValueError(
+            f"tokens and order must both be [S, L]; got {tuple(tokens.shape)} and {tuple(order.shape)}"
+        )
+    sorted_order = order.sort(-1).values
+    if not (sorted_order == torch.arange(order.shape[1], device=order.device)).all():
+        raise ValueError("order: every row must be a permutation of 0..L-1")
+    prompt_rows = _prompt_rows(denoiser, prompt, tokens.shape[0])
+    forced = (tokens.to(prompt_rows.device), order.to(prompt_rows.device))
+    return _run(denoiser, prompt, prompt_rows, tokens.shape[1], config, None, forced, False)
+
+
+def _run(
+    denoiser: Denoiser,
+    prompt: torch.Tensor | None,
+    prompt_rows: torch.Tensor,
+    gen_length: int,
+    config: DecodeConfig,
+    generator: torch.Generator | None,
+    forced: tuple[torch.Tensor, torch.Tensor] | None,
+    progress: bool,
+) -> Trajectory:
+    """The decoding loop, shared by sampling (``forced=None``) and replay."""
+    steps = config.schedule(gen_length)
+    if config.suppress_eos and getattr(denoiser, "eos_id", None) is None:
+        raise ValueError("suppress_eos=True but the denoiser has no eos_id")
+    num_rows, prompt_length = prompt_rows.shape
+    device = prompt_rows.device
+    vocab_size = int(denoiser.vocab_size)
+    mask_id = int(denoiser.mask_id)
+    rows = torch.arange(num_rows, device=device)[:, None]
+    canvas = torch.cat(
+        [prompt_rows, torch.full((num_rows, gen_length), mask_id, dtype=torch.long, device=device)],
+        dim=1,
+    )
+    response = canvas[:, prompt_length:]  # a view: commits write through to the canvas
+    rule = None if config.rule == "confidence" else position_rule(
+        config.rule, config.position_temperature, config.position_score
+    )
+    order = torch.empty(num_rows, gen_length, dtype=torch.long, device=device)
+    log_q_steps = torch.empty(num_rows, len(steps), device=device)
+    log_p_steps = torch.empty(num_rows, len(steps), device=device)
+    invalid = []  # per-step flags, checked once at the end: no host sync inside the loop
+    committed = 0
+    for step, (start, end, k) in enumerate(tqdm(steps, desc=f"decode[{config.rule}]", disable=not progress)):
+        logits = check_logits(denoiser(canvas), num_rows, canvas.shape[1], vocab_size)
+        log_p, log_q = _log_conditionals(
+            logits[:, prompt_length + start : prompt_length + end], denoiser, config
+        )
+        invalid.append(torch.isnan(log_p).any() | torch.isnan(log_q).any())
+        eligible = response[:, start:end] == mask_id
+        if forced is not None:
+            positions = forced[1][:, committed : committed + k] - start
+            _check_forced_positions(positions, eligible, step)
+        if rule is None:  # confidence: draw everywhere, keep the most confident draws
+            position_log_prob = torch.zeros(num_rows, device=device)
+            if forced is None:
+                drawn = sample_tokens(log_q, generator)
+                confidence = log_p.gather(-1, drawn[..., None]).squeeze(-1)
+                positions = confidence.masked_fill(~eligible, NEG_INF).topk(k, dim=-1).indices
+                tokens = drawn.gather(1, positions)
+        else:
+            if forced is None:
+                positions = rule.choose(log_p, eligible, k, generator)
+            position_log_prob = rule.log_prob(log_p, eligible, positions)
+            if forced is None:
+                tokens = sample_tokens(log_q[rows, positions], generator)
+        if forced is not None:
+            tokens = forced[0].gather(1, positions + start)
+        log_q_steps[:, step] = position_log_prob + log_q[rows, positions, tokens].sum(-1)
+        log_p_steps[:, step] = log_p[rows, positions, tokens].sum(-1)
+        response[rows, positions + start] = tokens
+        order[:, committed : committed + k] = positions + start
+        committed += k
+    flags = torch.stack(invalid)
+    if flags.any():
+        raise ValueError(
+            f"denoiser returned NaN or +inf logits, or a position with no finite logit, at step "
+            f"{int(flags.nonzero()[0, 0])}"
+        )
+    return Trajectory(
+        tokens=response.clone(),
+        order=order,
+        log_q_steps=log_q_steps,
+        log_p_steps=log_p_steps,
+        nfe=len(steps),
+        exact_density=config.exact_density,
+        config=config,
+        prompt=prompt_rows[0] if prompt is None or prompt.dim() == 1 else prompt_rows,
+    )
+
+
+def _log_conditionals(
+    logits: torch.Tensor, denoiser: Denoiser, config: DecodeConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model log-probs ``log p_j`` and proposal log-probs ``log q_j ∝ log p_j / τ``."""
+    logits = logits.float()
+    mask_id = int(denoiser.mask_id)
+    if 0 <= mask_id < logits.shape[-1]:
+        logits = logits.index_fill(-1, torch.tensor([mask_id], device=logits.device), NEG_INF)
+    log_p = logits.log_softmax(-1)
+    proposal_logits = log_p / config.temperature
+    if config.suppress_eos:
+        eos = torch.tensor([int(denoiser.eos_id)], device=logits.device)
+        proposal_logits = proposal_logits.index_fill(-1, eos, NEG_INF)
+    return log_p, proposal_logits.log_softmax(-1)
+
+
+def _check_forced_positions(positions: torch.Tensor, eligible: torch.Tensor, step: int) -> None:
+    inside = (positions >= 0) & (positions < eligible.shape[1])
+    if not inside.all() or not eligible.gather(1, positions).all():
+        raise ValueError(
+            f"order: step {step} commits a position outside the current block or already filled"
+        )
+
+
+def _prompt_rows(denoiser: Denoiser, prompt: torch.Tensor | None, num_rows: int) -> torch.Tensor:
+    """Validate ``prompt`` and expand it to ``[num_rows, P]`` on the denoiser's device."""
+    device = denoiser_device(denoiser)
+    if prompt is None:
+        return torch.zeros(num_rows, 0, dtype=torch.long, device=device)
+    if not isinstance(prompt, torch.Tensor):
+        raise ValueError(f"prompt must be a LongTensor of token ids, got {type(prompt).__name__}")
+    if prompt.is_floating_point() or prompt.is_complex() or prompt.dtype == torch.bool:
+        raise ValueError(f"prompt must hold integer token ids, got dtype {prompt.dtype}")
+    if device is not None and prompt.device != device:
+        raise ValueError(
+            f"prompt is on {prompt.device} but the denoiser computes on {device}; move the prompt"
+        )
+    if (prompt == int(denoiser.mask_id)).any():
+        raise ValueError(f"prompt contains the mask id {int(denoiser.mask_id)}")
+    if prompt.dim() == 1:
+        return prompt.long()[None].expand(num_rows, -1)
+    if prompt.dim() == 2 and prompt.shape[0] == num_rows:
+        return prompt.long()
+    raise ValueError(
+        f"prompt must be [P] or [num_samples={num_rows}, P], got shape {tuple(prompt.shape)}"
+    )
+
+
+def _generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
+    if generator is None:
+        seed = int(torch.randint(0, 2**62, (1,)))
+        return torch.Generator(device=device).manual_seed(seed)
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if torch.device(generator.device).type != device.type:
+        raise ValueError(
+            f"generator is on {generator.device} but decoding runs on {device}; "
+            f"use torch.Generator(device={str(device)!r})"
+        )
+    return generator

@@ -1,0 +1,136 @@
+"""Decoding rules: which masked positions to commit next, and the probability of that choice.
+
+Every rule except ``confidence`` chooses positions from the current state *before* any token
+is drawn, from a score per masked position computed on the model's untempered conditionals
+``p_j``:
+
+============  ======================================  ==============================
+rule          score of masked position ``j``           choice
+============  ======================================  ==============================
+random        0                                        uniform (softmax of equal scores)
+top_prob      ``max_v p_j(v)``                         argmax (deterministic)
+margin        ``p_j(v_1) - p_j(v_2)`` (top two)        argmax (deterministic)
+entropy       ``-H(p_j)``                              argmax (deterministic)
+stochastic    ``score`` (top_prob, margin or entropy)  softmax(score / position_temperature)
+============  ======================================  ==============================
+
+With ``k`` positions per step, stochastic rules draw an *ordered* ``k``-tuple without
+replacement (Gumbel-top-k), whose probability is the Plackett–Luce product
+``prod_i softmax(score / t)[j_i]`` over the positions still unchosen; deterministic rules take
+the top ``k`` in descending score, with probability 1. Both are exact densities of the
+recorded order, so any such decoder is a valid independent MH proposal.
+
+``confidence`` (LLaDA's low-confidence remasking) is different: it draws a token at every
+masked position, then commits the position whose *drawn* token has the highest untempered
+probability. The chance of choosing a position depends on the draws that were discarded at
+the other positions, so the trajectory density has no closed form; see `decode`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+NEG_INF = float("-inf")
+
+
+def top_prob_score(log_probs: torch.Tensor) -> torch.Tensor:
+    """``max_v p_j(v)`` for every position: ``[..., V] -> [...]``."""
+    return log_probs.max(-1).values.exp()
+
+
+def margin_score(log_probs: torch.Tensor) -> torch.Tensor:
+    """Gap between the two most likely tokens, ``p_j(v_1) - p_j(v_2)``."""
+    top_two = log_probs.topk(2, dim=-1).values.exp()
+    return top_two[..., 0] - top_two[..., 1]
+
+
+def negative_entropy_score(log_probs: torch.Tensor) -> torch.Tensor:
+    """``-H(p_j) = sum_v p_j(v) log p_j(v)`` (0 log 0 taken as 0)."""
+    probs = log_probs.exp()
+    return torch.where(probs > 0, probs * log_probs, torch.zeros_like(probs)).sum(-1)
+
+
+def zero_score(log_probs: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(log_probs.shape[:-1], device=log_probs.device)
+
+
+SCORES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "top_prob": top_prob_score,
+    "margin": margin_score,
+    "entropy": negative_entropy_score,
+}
+
+
+@dataclass(frozen=True)
+class PositionRule:
+    """A position-choice rule: a score per position and how the score becomes a choice.
+
+    ``temperature=None`` means argmax (deterministic); a float means sampling from
+    ``softmax(score / temperature)``.
+    """
+
+    score: Callable[[torch.Tensor], torch.Tensor]
+    temperature: float | None
+
+    def choose(
+        self, log_probs: torch.Tensor, eligible: torch.Tensor, k: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Choose ``k`` ordered positions ``[B, k]`` among ``eligible [B, L]``."""
+        keys = self._keys(log_probs)
+        if self.temperature is not None:
+            # Gumbel-top-k: the top k of (logits + Gumbel noise) is a Plackett–Luce draw.
+            keys = keys + _gumbel(keys.shape, generator, keys.device).to(keys.dtype)
+        return keys.masked_fill(~eligible, NEG_INF).topk(k, dim=-1).indices
+
+    def log_prob(
+        self, log_probs: torch.Tensor, eligible: torch.Tensor, positions: torch.Tensor
+    ) -> torch.Tensor:
+        """Log-probability ``[B]`` that this rule chooses the ordered ``positions [B, k]``."""
+        keys = self._keys(log_probs)
+        available = eligible.clone()
+        total = torch.zeros(keys.shape[0], device=keys.device)
+        for i in range(positions.shape[1]):
+            chosen = positions[:, i : i + 1]
+            masked = keys.masked_fill(~available, NEG_INF)
+            if self.temperature is None:
+                is_best = masked.gather(1, chosen).squeeze(1) >= masked.max(-1).values
+                step = torch.where(is_best, 0.0, NEG_INF)
+            else:
+                step = masked.log_softmax(-1).gather(1, chosen).squeeze(1)
+            step = step.masked_fill(~available.gather(1, chosen).squeeze(1), NEG_INF)
+            total = total + step
+            available = available.scatter(1, chosen, False)
+        return total
+
+    def _keys(self, log_probs: torch.Tensor) -> torch.Tensor:
+        scores = self.score(log_probs)
+        return scores if self.temperature is None else scores / self.temperature
+
+
+def position_rule(name: str, position_temperature: float, position_score: str) -> PositionRule:
+    """The `PositionRule` behind a rule name (every rule but ``confidence``)."""
+    if name == "random":
+        return PositionRule(zero_score, 1.0)
+    if name == "stochastic":
+        return PositionRule(SCORES[position_score], position_temperature)
+    return PositionRule(SCORES[name], None)
+
+
+def sample_tokens(log_q: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Draw one token per row of ``log_q [..., V]`` by the Gumbel-max trick.
+
+    The noise is float64 (as in LLaDA's sampler): float32 Gumbel noise truncates the tail
+    and under-samples tokens of very low probability.
+    """
+    keys = log_q.double() + _gumbel(log_q.shape, generator, log_q.device)
+    return keys.argmax(-1)
+
+
+def _gumbel(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    exponential = torch.empty(shape, dtype=torch.float64, device=device).exponential_(
+        generator=generator
+    )
+    return -exponential.log()
