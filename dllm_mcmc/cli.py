@@ -13,12 +13,13 @@ from .denoisers import ExactDenoiser
 TOY_ALPHABET = "abcd"
 
 
-def demo(samples: int, temperature: float, seed: int, out=sys.stdout) -> None:
+def demo(samples: int, temperature: float, seed: int, out=None) -> None:
     """Decode a toy joint under every rule and print samples with their log-densities.
 
     The toy is an `ExactDenoiser` over 4 letters and 6 positions, so the exact model
     probability ``log p(x)`` of each sample is printed beside what the decoder recorded.
     """
+    out = sys.stdout if out is None else out
     toy = ExactDenoiser.random(vocab_size=len(TOY_ALPHABET), length=6, seed=seed, sharpness=2.0)
     print(
         f"Toy dLLM: exact joint over {len(TOY_ALPHABET)}^6 sequences; token temperature τ={temperature}, "
