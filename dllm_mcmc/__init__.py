@@ -2,6 +2,11 @@
 
 from .decoding import RULES, DecodeConfig, Trajectory, decode, replay
 from .denoisers import Denoiser, ExactDenoiser, HFDenoiser
+from .denoisers.metered import MeteredDenoiser
+from .kernels import IMH, KERNELS
+from .result import Result
+from .runner import sample
+from .target import TemperedTarget
 
 __version__ = "0.1.0"
 
@@ -11,7 +16,13 @@ __all__ = [
     "Denoiser",
     "ExactDenoiser",
     "HFDenoiser",
+    "IMH",
+    "KERNELS",
+    "MeteredDenoiser",
+    "Result",
+    "TemperedTarget",
     "Trajectory",
     "decode",
     "replay",
+    "sample",
 ]

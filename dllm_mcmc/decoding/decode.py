@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from ..denoisers.base import Denoiser, check_logits, denoiser_device
+from ..denoisers.base import Denoiser, check_logits, denoiser_device, model_log_probs
 from .config import DecodeConfig
 from .rules import NEG_INF, position_rule, sample_tokens
 from .trajectory import Trajectory
@@ -166,6 +166,7 @@ def _run(
     order = torch.empty(num_rows, gen_length, dtype=torch.long, device=device)
     log_q_steps = torch.empty(num_rows, len(steps), device=device)
     log_p_steps = torch.empty(num_rows, len(steps), device=device)
+    log_position_steps = torch.empty(num_rows, len(steps), device=device)
     invalid = []  # per-step flags, checked once at the end: no host sync inside the loop
     committed = 0
     for step, (start, end, k) in enumerate(tqdm(steps, desc=f"decode[{config.rule}]", disable=not progress)):
@@ -195,6 +196,7 @@ def _run(
             tokens = forced[0].gather(1, positions + start)
         log_q_steps[:, step] = position_log_prob + log_q[rows, positions, tokens].sum(-1)
         log_p_steps[:, step] = log_p[rows, positions, tokens].sum(-1)
+        log_position_steps[:, step] = position_log_prob
         response[rows, positions + start] = tokens
         order[:, committed : committed + k] = positions + start
         committed += k
@@ -209,6 +211,7 @@ def _run(
         order=order,
         log_q_steps=log_q_steps,
         log_p_steps=log_p_steps,
+        log_position_steps=log_position_steps,
         nfe=len(steps),
         exact_density=config.exact_density,
         config=config,
@@ -220,11 +223,7 @@ def _log_conditionals(
     logits: torch.Tensor, denoiser: Denoiser, config: DecodeConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Model log-probs ``log p_j`` and proposal log-probs ``log q_j ∝ log p_j / τ``."""
-    logits = logits.float()
-    mask_id = int(denoiser.mask_id)
-    if 0 <= mask_id < logits.shape[-1]:
-        logits = logits.index_fill(-1, torch.tensor([mask_id], device=logits.device), NEG_INF)
-    log_p = logits.log_softmax(-1)
+    log_p = model_log_probs(logits, int(denoiser.mask_id))
     proposal_logits = log_p / config.temperature
     if config.suppress_eos:
         eos = torch.tensor([int(denoiser.eos_id)], device=logits.device)

@@ -85,23 +85,28 @@ class PositionRule:
             keys = keys + _gumbel(keys.shape, generator, keys.device).to(keys.dtype)
         return keys.masked_fill(~eligible, NEG_INF).topk(k, dim=-1).indices
 
+    def next_logits(self, log_probs: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
+        """Unnormalised log-probabilities ``[B, L]`` of the next single choice among ``available``.
+
+        A deterministic rule puts all its mass on the best available score (split evenly between
+        exact ties); unavailable positions get ``-inf``.
+        """
+        keys = self._keys(log_probs).masked_fill(~available, NEG_INF)
+        if self.temperature is None:
+            best = keys.max(-1, keepdim=True).values
+            return torch.where(available & (keys >= best), 0.0, NEG_INF)
+        return keys
+
     def log_prob(
         self, log_probs: torch.Tensor, eligible: torch.Tensor, positions: torch.Tensor
     ) -> torch.Tensor:
         """Log-probability ``[B]`` that this rule chooses the ordered ``positions [B, k]``."""
-        keys = self._keys(log_probs)
         available = eligible.clone()
-        total = torch.zeros(keys.shape[0], device=keys.device)
+        total = torch.zeros(positions.shape[0], device=positions.device)
         for i in range(positions.shape[1]):
             chosen = positions[:, i : i + 1]
-            masked = keys.masked_fill(~available, NEG_INF)
-            if self.temperature is None:
-                is_best = masked.gather(1, chosen).squeeze(1) >= masked.max(-1).values
-                step = torch.where(is_best, 0.0, NEG_INF)
-            else:
-                step = masked.log_softmax(-1).gather(1, chosen).squeeze(1)
-            step = step.masked_fill(~available.gather(1, chosen).squeeze(1), NEG_INF)
-            total = total + step
+            logits = self.next_logits(log_probs, available)
+            total = total + logits.log_softmax(-1).gather(1, chosen).squeeze(1)
             available = available.scatter(1, chosen, False)
         return total
 

@@ -21,6 +21,8 @@ class Trajectory:
             position choice plus the tempered token probabilities ``log p_j(v)^(1/τ) / Z``.
             For ``confidence`` it holds the token terms only (see ``exact_density``).
         log_p_steps: ``[S, steps]`` untempered model log-probability of the committed tokens.
+        log_position_steps: ``[S, steps]`` the position-choice part of ``log_q_steps``
+            (zeros for ``confidence``, whose position law is unknown).
         nfe: forward calls made (one per step, each of batch S).
         exact_density: ``False`` when ``log_q`` is not the trajectory's density
             (the ``confidence`` rule).
@@ -40,6 +42,7 @@ class Trajectory:
     order: torch.Tensor
     log_q_steps: torch.Tensor
     log_p_steps: torch.Tensor
+    log_position_steps: torch.Tensor
     nfe: int
     exact_density: bool
     config: DecodeConfig
@@ -54,6 +57,11 @@ class Trajectory:
     def log_p(self) -> torch.Tensor:
         """``[S]`` model log-probability of the tokens by the chain rule along ``order``."""
         return self.log_p_steps.sum(-1)
+
+    @property
+    def log_position(self) -> torch.Tensor:
+        """``[S]`` log-probability of the decoding order given the tokens (the rule's choices)."""
+        return self.log_position_steps.sum(-1)
 
     @property
     def num_samples(self) -> int:

@@ -68,3 +68,24 @@ def check_logits(logits: object, batch: int, length: int, vocab_size: int) -> to
     if not logits.is_floating_point():
         raise ValueError(f"denoiser returned {logits.dtype} logits, expected a float dtype")
     return logits
+
+
+def model_log_probs(logits: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """``log p`` over the vocabulary in float32, with the mask token removed (it is never an output)."""
+    logits = logits.float()
+    if 0 <= mask_id < logits.shape[-1]:
+        logits = logits.index_fill(-1, torch.tensor([mask_id], device=logits.device), float("-inf"))
+    return logits.log_softmax(-1)
+
+
+def forward_in_chunks(
+    denoiser: Denoiser, tokens: torch.Tensor, max_rows: int | None = None
+) -> torch.Tensor:
+    """Logits for ``tokens [B, N]`` in calls of at most ``max_rows`` rows (all at once if ``None``)."""
+    step = tokens.shape[0] if max_rows is None else max_rows
+    parts = [
+        check_logits(denoiser(tokens[i : i + step]), min(step, tokens.shape[0] - i), tokens.shape[1],
+                     int(denoiser.vocab_size))
+        for i in range(0, tokens.shape[0], step)
+    ]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]

@@ -1,0 +1,82 @@
+"""Shared Metropolis–Hastings arithmetic and the records kernels keep per chain.
+
+Every kernel of dllm-mcmc works on C chains at once (a batch dimension), and states carry their
+cached log target and log proposal density, so a step never recomputes them (BlackJAX style).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class ChainState(NamedTuple):
+    """The current state of C chains.
+
+    ``tokens``/``order``: ``[C, L]``; ``log_target``: ``[C]`` unnormalised ``log π``;
+    ``log_proposal``: ``[C]`` ``log q`` of the state under the independent proposal.
+    """
+
+    tokens: torch.Tensor
+    order: torch.Tensor
+    log_target: torch.Tensor
+    log_proposal: torch.Tensor
+
+    @property
+    def log_weight(self) -> torch.Tensor:
+        """Importance weight ``log π − log q`` (what the independent MH ratio compares)."""
+        return self.log_target - self.log_proposal
+
+
+class StepInfo(NamedTuple):
+    """What one MH step did, per chain (``[C]`` each)."""
+
+    accept_prob: torch.Tensor
+    accepted: torch.Tensor
+    proposed_log_weight: torch.Tensor
+
+
+def mh_accept(
+    log_ratio: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accept with probability ``min(1, exp(log_ratio))``, decided in log space.
+
+    A NaN ratio (both states of probability zero) is refused with an error: it means the
+    chain sits on a state outside the target's support and nothing sensible can follow.
+    Returns ``(accept_prob [C], accepted [C] bool)``.
+    """
+    if torch.isnan(log_ratio).any():
+        raise ValueError("MH log ratio is NaN: the current and proposed states both have zero target mass")
+    accept_prob = log_ratio.clamp(max=0.0).exp()
+    log_uniform = torch.rand(log_ratio.shape, generator=generator, device=log_ratio.device, dtype=torch.float64).log()
+    return accept_prob, log_uniform < log_ratio.double()
+
+
+def select(accepted: torch.Tensor, proposed: ChainState, current: ChainState) -> ChainState:
+    """Per chain, the proposed state where ``accepted`` and the current one elsewhere."""
+    return ChainState(
+        *(
+            torch.where(accepted.reshape(-1, *([1] * (new.dim() - 1))), new, old)
+            for new, old in zip(proposed, current)
+        )
+    )
+
+
+def independent_mh_step(
+    current: ChainState, proposed: ChainState, generator: torch.Generator
+) -> tuple[ChainState, StepInfo]:
+    """One independent MH step (Tierney 1994): accept ``y`` over ``x`` with probability
+
+        min(1, [π(y) q(x)] / [π(x) q(y)]) = min(1, exp(w(y) − w(x))),  w = log π − log q.
+
+    A current state of weight ``-inf`` accepts any proposal of finite weight.
+    """
+    log_ratio = proposed.log_weight - current.log_weight
+    log_ratio = torch.where(
+        torch.isneginf(current.log_weight) & torch.isfinite(proposed.log_weight),
+        torch.zeros_like(log_ratio),
+        log_ratio,
+    )
+    accept_prob, accepted = mh_accept(log_ratio, generator)
+    return select(accepted, proposed, current), StepInfo(accept_prob, accepted, proposed.log_weight)

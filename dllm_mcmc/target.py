@@ -1,0 +1,198 @@
+"""The globally tempered quality–exploration target, as a Pyro model.
+
+Fang et al. (arXiv 2604.00375) show that the distribution maximising ``E_q[log p(x)] + T·H(q)``
+is ``π_T(x) ∝ p(x)^(1/T)`` (the Gibbs variational principle). A dLLM samples an *order* ``σ``
+together with the tokens, so dllm-mcmc defines the target on the extended space
+
+    π_T(σ, x) ∝ u(σ | x) · L(x, σ)^(1/T)
+
+where ``u(σ | x) = Π_t r(σ_t | state_t)`` is the order law of the decoding rule (the probability
+that the rule picks the positions of ``σ`` while ``x`` is being written, a distribution over
+orders for each ``x``) and ``L`` is one of the likelihoods of `dllm_mcmc.likelihood`:
+
+- ``order``: ``p(x | σ) = Π_t p(x_σt | state_t)``, the chain rule along ``σ`` (no extra forward
+  pass). For a consistent model ``p(x | σ) = p(x)`` for every ``σ``, and the ``x``-marginal is
+  exactly ``p(x)^(1/T) / Z``.
+- ``left_to_right``: the chain rule along ``0..L-1`` (``L`` extra rows per sequence).
+- ``elbo``: LLaDA's Monte-Carlo ELBO. **Approximate**: a noisy lower bound, drawn once per state.
+
+``T = 1`` is the model itself; ``T → 0`` seeks its mode.
+
+The Pyro program `TemperedTarget.model` writes this down: per commit a ``position_t`` site
+(``Categorical`` from the rule) and a ``token_t`` site (``Categorical`` of the model's untempered
+conditional), then ``pyro.factor("tempering", L(x, σ)/T − log p(x | σ))``. Its log-density, by
+conditioning and tracing, is ``log u(σ | x) + L(x, σ)/T``; `TemperedTarget.log_density` gives the
+same number from a decoder's `Trajectory` without any forward pass (for ``order``).
+
+Example:
+    >>> import torch
+    >>> from dllm_mcmc import ExactDenoiser, decode
+    >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+    >>> target = TemperedTarget(toy, None, gen_length=4, temperature=0.5)
+    >>> traj = decode(toy, None, 4, num_samples=3, generator=torch.Generator().manual_seed(0))
+    >>> fast = target.log_density(traj)
+    >>> traced = target.traced_log_density(traj.tokens, traj.order)
+    >>> bool(torch.allclose(fast, traced, atol=1e-5))
+    True
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+
+from .decoding.config import DecodeConfig
+from .decoding.decode import _prompt_rows
+from .decoding.rules import position_rule
+from .decoding.trajectory import Trajectory
+from .denoisers.base import Denoiser, check_logits, model_log_probs
+from .denoisers.metered import MeteredDenoiser
+from .likelihood import LIKELIHOODS, elbo_log_likelihood, left_to_right_log_likelihood
+
+CONFIDENCE_REFUSAL = (
+    "rule='confidence' has no exact trajectory density: its position choice depends on tokens "
+    "drawn and discarded at every other masked position, so neither the order law u(σ|x) nor the "
+    "proposal density q can be evaluated, and an MH ratio built on it would be wrong. Use "
+    "'random' or 'stochastic' (or 'top_prob', 'margin', 'entropy')."
+)
+
+
+class TemperedTarget:
+    """``π_T(σ, x) ∝ u(σ | x) · L(x, σ)^(1/T)`` for one prompt.
+
+    Args:
+        denoiser: the dLLM (wrapped in a `MeteredDenoiser` to count its cost).
+        prompt: ``[P]`` prompt ids or ``None``.
+        gen_length: response length ``L``.
+        temperature: ``T > 0``.
+        likelihood: ``order``, ``left_to_right`` or ``elbo`` (approximate).
+        rule, block_length, tokens_per_step, position_temperature, position_score: the order
+            law ``u`` (a decoding rule; ``confidence`` is refused).
+        elbo_samples: maskings per sequence for ``elbo``.
+        seed: seeds the ELBO's maskings.
+        max_rows: largest batch for the extra likelihood forward calls (``None``: one call).
+    """
+
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        prompt: torch.Tensor | None,
+        gen_length: int,
+        temperature: float = 1.0,
+        likelihood: str = "order",
+        rule: str = "random",
+        block_length: int | None = None,
+        tokens_per_step: int = 1,
+        position_temperature: float = 1.0,
+        position_score: str = "top_prob",
+        elbo_samples: int = 16,
+        seed: int = 0,
+        max_rows: int | None = None,
+    ) -> None:
+        if rule == "confidence":
+            raise ValueError(CONFIDENCE_REFUSAL)
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood={likelihood!r} is unknown; choose one of {', '.join(LIKELIHOODS)}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            math.isfinite(temperature) and temperature > 0
+        ):
+            raise ValueError(f"temperature (the target temperature T) must be > 0, got {temperature!r}")
+        self.denoiser = denoiser if isinstance(denoiser, MeteredDenoiser) else MeteredDenoiser(denoiser)
+        self.order_law = DecodeConfig(
+            rule=rule,
+            temperature=1.0,
+            block_length=block_length,
+            tokens_per_step=tokens_per_step,
+            position_temperature=position_temperature,
+            position_score=position_score,
+        )
+        self.order_law.schedule(gen_length)  # validates gen_length against block_length
+        self.prompt = _prompt_rows(self.denoiser, prompt, 1)[0]
+        self.gen_length = gen_length
+        self.temperature = float(temperature)
+        self.likelihood = likelihood
+        self.elbo_samples = elbo_samples
+        self.max_rows = max_rows
+        self._elbo_generator = torch.Generator(device=self.prompt.device).manual_seed(seed)
+
+    @property
+    def exact(self) -> bool:
+        """``False`` for the ELBO likelihood (a noisy lower bound)."""
+        return self.likelihood != "elbo"
+
+    def prompt_rows(self, num_rows: int) -> torch.Tensor:
+        return self.prompt[None].expand(num_rows, -1)
+
+    def log_likelihood(self, tokens: torch.Tensor, order_log_p: torch.Tensor) -> torch.Tensor:
+        """``[S]`` ``L(x, σ)``; ``order_log_p`` is the chain rule along σ (used by ``order``)."""
+        if self.likelihood == "order":
+            return order_log_p
+        rows = self.prompt_rows(tokens.shape[0])
+        if self.likelihood == "left_to_right":
+            return left_to_right_log_likelihood(self.denoiser, rows, tokens, self.max_rows)
+        return elbo_log_likelihood(
+            self.denoiser, rows, tokens, self.elbo_samples, self._elbo_generator, self.max_rows
+        )
+
+    def log_density(self, trajectory: Trajectory) -> torch.Tensor:
+        """``[S]`` unnormalised ``log π_T(σ, x) = log u(σ | x) + L(x, σ)/T`` from a decoder record.
+
+        The trajectory must come from a decoder with this target's order law (any token
+        temperature): its position terms are then exactly ``log u``.
+        """
+        log_lik = self.log_likelihood(trajectory.tokens, trajectory.log_p)
+        return trajectory.log_position + log_lik / self.temperature
+
+    def model(self, num_rows: int = 1) -> None:
+        """The Pyro program of the target: decoding at τ = 1 plus a tempering factor."""
+        config = self.order_law
+        rule = position_rule(config.rule, config.position_temperature, config.position_score)
+        mask_id, vocab_size = int(self.denoiser.mask_id), int(self.denoiser.vocab_size)
+        prompt_length, length = self.prompt.numel(), self.gen_length
+        device = self.prompt.device
+        rows = torch.arange(num_rows, device=device)
+        canvas = torch.cat(
+            [self.prompt_rows(num_rows), torch.full((num_rows, length), mask_id, device=device)], dim=1
+        )
+        response = canvas[:, prompt_length:]
+        order = torch.empty(num_rows, length, dtype=torch.long, device=device)
+        chain_rule_log_p = torch.zeros(num_rows, device=device)
+        commit = 0
+        with pyro.plate("rows", num_rows):
+            for start, end, k in config.schedule(length):
+                logits = check_logits(self.denoiser(canvas), num_rows, canvas.shape[1], vocab_size)
+                log_p = model_log_probs(logits[:, prompt_length:], mask_id)
+                in_block = (torch.arange(length, device=device) >= start) & (torch.arange(length, device=device) < end)
+                available = (response == mask_id) & in_block
+                step_positions, step_tokens = [], []
+                for _ in range(k):
+                    position = pyro.sample(
+                        f"position_{commit}", dist.Categorical(logits=rule.next_logits(log_p, available))
+                    )
+                    token = pyro.sample(f"token_{commit}", dist.Categorical(logits=log_p[rows, position]))
+                    chain_rule_log_p = chain_rule_log_p + log_p[rows, position, token]
+                    available = available.scatter(1, position[:, None], False)
+                    order[:, commit] = position
+                    step_positions.append(position)
+                    step_tokens.append(token)
+                    commit += 1
+                response[rows[:, None], torch.stack(step_positions, 1)] = torch.stack(step_tokens, 1)
+            log_lik = self.log_likelihood(response.clone(), chain_rule_log_p)
+            pyro.factor("tempering", log_lik / self.temperature - chain_rule_log_p)
+
+    def traced_log_density(self, tokens: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """``[S]`` ``log π_T(σ, x)`` by conditioning `model` on (order, tokens) and tracing it.
+
+        Costs one forward call per step; `log_density` is the fast path for decoder records.
+        """
+        data = {}
+        for commit in range(order.shape[1]):
+            data[f"position_{commit}"] = order[:, commit]
+            data[f"token_{commit}"] = tokens.gather(1, order[:, commit : commit + 1]).squeeze(1)
+        trace = poutine.trace(poutine.condition(self.model, data=data)).get_trace(tokens.shape[0])
+        trace.compute_log_prob()
+        return sum(site["log_prob"] for site in trace.nodes.values() if site["type"] == "sample")
