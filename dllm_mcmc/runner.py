@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .denoisers.base import Denoiser
 from .kernels import KERNELS

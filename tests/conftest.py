@@ -1,6 +1,10 @@
 import pytest
 import torch
 
+# The tests push tiny tensors: one thread avoids oversubscribing a small (or shared) machine,
+# where torch's spinning worker threads made a 0.3 s chain run take 30 s.
+torch.set_num_threads(1)
+
 from dllm_mcmc import ExactDenoiser
 
 

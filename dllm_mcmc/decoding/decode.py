@@ -27,7 +27,7 @@ not be used as an MH proposal density.
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..denoisers.base import Denoiser, check_logits, denoiser_device, model_log_probs
 from .config import DecodeConfig
