@@ -15,9 +15,9 @@ to (so `TemperedTarget` uses it as is and does not wrap it again), and times
 For every run, ``wall`` is the time around the call, ``forward`` the seconds the meter counted
 inside the model's forward calls, and ``overhead = 1 - forward / wall``: the share of the run spent
 in the sampler's own Python and tensor code (decoding loop, rules, log-softmax over the vocabulary,
-MH arithmetic, progress bar). The runs are measured side by side in the same process: after one
-warm-up round, each of ``--repeats`` rounds runs every configuration once, and the table reports
-the median per configuration. Nothing is asserted: the numbers depend on the machine.
+MH arithmetic, progress bar). The runs are measured side by side in the same process: after a
+short untimed warm-up, each of ``--repeats`` rounds runs every configuration once, and the table
+reports the median per configuration. Nothing is asserted: the numbers depend on the machine.
 
 ``--profile N`` then runs ``sample`` (first ``--proposal-batch`` value) under cProfile and lists
 the N largest items of time spent *outside* the forward calls: the Python functions of
@@ -66,13 +66,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--chains", type=int, default=16, help="C (and S for decode)")
     parser.add_argument("--prompt-length", type=int, default=16)
     parser.add_argument("--gen-length", type=int, default=32)
-    parser.add_argument("--num-samples", type=int, default=31, help="IMH draws kept per chain")
+    parser.add_argument("--num-samples", type=int, default=19,
+                        help="IMH draws kept per chain (sample decodes 1 + warmup + num_samples proposals)")
     parser.add_argument("--warmup", type=int, default=0, help="IMH warm-up steps")
     parser.add_argument("--target-temperature", type=float, default=0.5, help="T")
     parser.add_argument("--proposal-temperature", type=float, default=0.5, help="τ")
     parser.add_argument("--proposal-batch", type=int, nargs="+", default=[1, 4],
                         help="proposal_batch values of sample to time")
-    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed rounds; the table reports the median per configuration")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: leave torch's default)")
     parser.add_argument("--device", default="cpu")
@@ -151,6 +153,17 @@ def run_sample(meter: MeteredDenoiser, prompt: torch.Tensor, args, proposal_batc
     _sync(args)
     wall = time.perf_counter() - start
     return {"wall": wall, "forward": meter.seconds, "calls": meter.calls, "rows": meter.rows}
+
+
+def warm_up(meter: MeteredDenoiser, prompt: torch.Tensor, args) -> None:
+    """One short untimed decode and sample per batch shape (allocator, thread pools, lazy imports)."""
+    for b in args.proposal_batch:
+        sample(meter, prompt, args.gen_length, target_temperature=args.target_temperature,
+               proposal_temperature=args.proposal_temperature, num_chains=args.chains,
+               num_samples=1, warmup=0, seed=args.seed, progress=False, proposal_batch=b,
+               rule="random")
+    decode(meter, prompt, args.gen_length, temperature=args.proposal_temperature,
+           num_samples=args.chains, generator=torch.Generator(device=args.device).manual_seed(0))
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -245,13 +258,11 @@ def main(argv=None) -> None:
 
     runs: dict[str, list[dict]] = {"decode": []}
     runs.update({f"sample pb={b}": [] for b in args.proposal_batch})
-    for round_ in range(args.repeats + 1):  # round 0 warms up (allocator, thread pools)
-        results = {"decode": run_decode(meter, prompt, args)}
+    warm_up(meter, prompt, args)
+    for _ in range(args.repeats):
+        runs["decode"].append(run_decode(meter, prompt, args))
         for b in args.proposal_batch:
-            results[f"sample pb={b}"] = run_sample(meter, prompt, args, b)
-        if round_ > 0:
-            for name, result in results.items():
-                runs[name].append(result)
+            runs[f"sample pb={b}"].append(run_sample(meter, prompt, args, b))
     print_table(args, num_params, {name: median_run(r) for name, r in runs.items()})
     if args.profile:
         profile_sample(meter, prompt, args, args.profile)

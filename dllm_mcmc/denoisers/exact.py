@@ -125,7 +125,12 @@ class ExactDenoiser:
             raise ValueError("tokens do not start with this ExactDenoiser's prompt")
         response = tokens[:, prompt_length:]
         observed = response != self.mask_id
-        consistent = ((self.sequences[None] == response[:, None]) | ~observed[:, None]).all(-1)
+        # A sequence is consistent when it matches every observed token: count matches with one
+        # matrix product of one-hot encodings (far cheaper than a [B, C, L] comparison).
+        shown = torch.nn.functional.one_hot(response.clamp(0, self.vocab_size - 1), self.vocab_size)
+        shown = (shown * observed[..., None]).to(torch.float64).reshape(response.shape[0], -1)
+        matches = shown @ self._one_hot.reshape(self._one_hot.shape[0], -1).T  # [B, C]
+        consistent = matches == observed.sum(-1, keepdim=True)
         weights = self.probs[None] * consistent  # [B, C]
         if (weights.sum(-1) <= 0).any():
             raise ValueError("the observed tokens have probability zero under the joint")
