@@ -171,30 +171,34 @@ def _run(
     committed = 0
     for step, (start, end, k) in enumerate(tqdm(steps, desc=f"decode[{config.rule}]", disable=not progress)):
         logits = check_logits(denoiser(canvas), num_rows, canvas.shape[1], vocab_size)
-        log_p, log_q = _log_conditionals(
-            logits[:, prompt_length + start : prompt_length + end], denoiser, config
-        )
-        invalid.append(torch.isnan(log_p).any() | torch.isnan(log_q).any())
+        log_p = model_log_probs(logits[:, prompt_length + start : prompt_length + end], mask_id)
         eligible = response[:, start:end] == mask_id
         if forced is not None:
             positions = forced[1][:, committed : committed + k] - start
             _check_forced_positions(positions, eligible, step)
         if rule is None:  # confidence: draw everywhere, keep the most confident draws
             position_log_prob = torch.zeros(num_rows, device=device)
+            log_q = _proposal_log_probs(log_p, denoiser, config)
             if forced is None:
                 drawn = sample_tokens(log_q, generator)
                 confidence = log_p.gather(-1, drawn[..., None]).squeeze(-1)
                 positions = confidence.masked_fill(~eligible, NEG_INF).topk(k, dim=-1).indices
                 tokens = drawn.gather(1, positions)
+            log_q = log_q[rows, positions]
         else:
             if forced is None:
                 positions = rule.choose(log_p, eligible, k, generator)
             position_log_prob = rule.log_prob(log_p, eligible, positions)
+            # the proposal is needed only where tokens are committed: [S, k, V], not [S, block, V]
+            log_q = _proposal_log_probs(log_p[rows, positions], denoiser, config)
             if forced is None:
-                tokens = sample_tokens(log_q[rows, positions], generator)
+                tokens = sample_tokens(log_q, generator)
+        # NaN anywhere survives a max; +inf logits and all -inf rows turn into NaN in log_softmax
+        invalid.append(torch.isnan(log_p.amax(-1)).any() | torch.isnan(log_q.amax(-1)).any())
         if forced is not None:
             tokens = forced[0].gather(1, positions + start)
-        log_q_steps[:, step] = position_log_prob + log_q[rows, positions, tokens].sum(-1)
+        chosen = torch.arange(k, device=device)[None]
+        log_q_steps[:, step] = position_log_prob + log_q[rows, chosen, tokens].sum(-1)
         log_p_steps[:, step] = log_p[rows, positions, tokens].sum(-1)
         log_position_steps[:, step] = position_log_prob
         response[rows, positions + start] = tokens
@@ -219,16 +223,12 @@ def _run(
     )
 
 
-def _log_conditionals(
-    logits: torch.Tensor, denoiser: Denoiser, config: DecodeConfig
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Model log-probs ``log p_j`` and proposal log-probs ``log q_j ∝ log p_j / τ``."""
-    log_p = model_log_probs(logits, int(denoiser.mask_id))
+def _proposal_log_probs(log_p: torch.Tensor, denoiser: Denoiser, config: DecodeConfig) -> torch.Tensor:
+    """Proposal log-probs ``log q_j(v) = log softmax(log p_j(v) / τ)``, EOS removed if asked."""
     proposal_logits = log_p / config.temperature
     if config.suppress_eos:
-        eos = torch.tensor([int(denoiser.eos_id)], device=logits.device)
-        proposal_logits = proposal_logits.index_fill(-1, eos, NEG_INF)
-    return log_p, proposal_logits.log_softmax(-1)
+        proposal_logits[..., int(denoiser.eos_id)] = NEG_INF
+    return proposal_logits.log_softmax(-1)
 
 
 def _check_forced_positions(positions: torch.Tensor, eligible: torch.Tensor, step: int) -> None:
