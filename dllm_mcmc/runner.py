@@ -7,6 +7,7 @@ per-chain ``info`` after every step, drops the warm-up, and records cost and con
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import torch
@@ -16,6 +17,8 @@ from .denoisers.base import Denoiser
 from .kernels import KERNELS
 from .result import Result
 from .target import TemperedTarget
+
+TARGET_OPTIONS = ("elbo_samples", "max_rows")
 
 
 def sample(
@@ -36,8 +39,7 @@ def sample(
     tokens_per_step: int = 1,
     position_temperature: float = 1.0,
     position_score: str = "top_prob",
-    proposal_batch: int = 1,
-    **target_options,
+    **options,
 ) -> Result:
     """Draw ``num_samples`` states per chain from ``π_T ∝ u · L^(1/T)`` after ``warmup`` steps.
 
@@ -50,8 +52,9 @@ def sample(
         rule, block_length, tokens_per_step, position_temperature, position_score: the decoding
             rule (the proposal, and the target's order law).
         likelihood: ``order``, ``left_to_right`` or ``elbo`` (approximate).
-        proposal_batch: proposals decoded per chain in one batched decode.
-        target_options: further `TemperedTarget` options (``elbo_samples``, ``max_rows``).
+        options: further `TemperedTarget` options (``elbo_samples``, ``max_rows``) and options of
+            the named kernel (IMH: ``proposal_batch``; power: ``moves_per_draw``; stepwise:
+            ``num_candidates``, ``suffix``, ``selection``, ``suffix_scope``).
 
     Returns:
         `Result` with ``tokens [C, S, L]`` and per-draw ``stats`` ``[C, S]``.
@@ -79,20 +82,29 @@ def sample(
     if isinstance(kernel, str):
         if kernel not in KERNELS:
             raise ValueError(f"kernel={kernel!r} is unknown; choose one of {', '.join(KERNELS)} or pass a kernel object")
+        kernel_class = KERNELS[kernel]
+        target_options = {k: options.pop(k) for k in TARGET_OPTIONS if k in options}
+        known = inspect.signature(kernel_class).parameters
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not an option of sample() or of kernel {kernel!r} "
+                f"(its options: {', '.join(k for k in known if k != 'target')})"
+            )
         target = TemperedTarget(
             denoiser, prompt, gen_length, temperature=target_temperature, likelihood=likelihood,
             rule=rule, block_length=block_length, tokens_per_step=tokens_per_step,
             position_temperature=position_temperature, position_score=position_score, seed=seed,
             **target_options,
         )
-        kernel = KERNELS[kernel](
-            target, proposal_temperature=proposal_temperature, num_chains=num_chains,
-            proposal_batch=proposal_batch, seed=seed,
+        kernel = kernel_class(
+            target, proposal_temperature=proposal_temperature, num_chains=num_chains, seed=seed,
+            **options,
         )
         config.update(
             kernel=kernel.name, target_temperature=target_temperature,
             proposal_temperature=proposal_temperature, likelihood=likelihood,
-            likelihood_exact=target.exact, proposal_batch=proposal_batch,
+            likelihood_exact=target.exact, **options, **target_options,
             **{f"rule_{k}" if k != "rule" else k: v for k, v in target.order_law.as_dict().items()
                if k not in ("temperature", "suppress_eos")},
         )

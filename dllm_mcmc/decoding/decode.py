@@ -132,8 +132,42 @@ def replay(
     if not (sorted_order == torch.arange(order.shape[1], device=order.device)).all():
         raise ValueError("order: every row must be a permutation of 0..L-1")
     prompt_rows = _prompt_rows(denoiser, prompt, tokens.shape[0])
-    forced = (tokens.to(prompt_rows.device), order.to(prompt_rows.device))
+    forced = (tokens.to(prompt_rows.device), order.to(prompt_rows.device), None)
     return _run(denoiser, prompt, prompt_rows, tokens.shape[1], config, None, forced, False)
+
+
+def redecode(
+    denoiser: Denoiser,
+    prompt: torch.Tensor | None,
+    trajectory: Trajectory,
+    keep_steps: torch.Tensor,
+    generator: torch.Generator,
+    config: DecodeConfig | None = None,
+) -> Trajectory:
+    """Keep the first ``keep_steps[s]`` steps of each row of ``trajectory`` and decode the rest anew.
+
+    The kept steps are teacher-forced (their records are recomputed and equal the old ones); the
+    later steps are sampled with ``config`` (default: the trajectory's own). The new record's
+    steps from ``keep_steps[s]`` on are the density of re-decoding that suffix from the kept
+    prefix: what a re-masking MH move needs for its forward and reverse proposal terms.
+
+    Example:
+        >>> import torch
+        >>> from dllm_mcmc import ExactDenoiser, decode
+        >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> traj = decode(toy, None, 4, num_samples=2, generator=g)
+        >>> new = redecode(toy, None, traj, torch.tensor([4, 2]), g)
+        >>> bool(torch.equal(new.tokens[0], traj.tokens[0])), bool(torch.equal(new.order[1, :2], traj.order[1, :2]))
+        (True, True)
+    """
+    config = trajectory.config if config is None else config
+    prompt_rows = _prompt_rows(denoiser, prompt, trajectory.num_samples)
+    schedule = config.schedule(trajectory.gen_length)
+    commits_before = torch.tensor([0] + [k for _, _, k in schedule], device=prompt_rows.device).cumsum(0)
+    keep_commits = commits_before[keep_steps.to(prompt_rows.device).clamp(0, len(schedule))]
+    forced = (trajectory.tokens, trajectory.order, keep_commits)
+    return _run(denoiser, prompt, prompt_rows, trajectory.gen_length, config, generator, forced, False)
 
 
 def _run(
@@ -173,30 +207,38 @@ def _run(
         logits = check_logits(denoiser(canvas), num_rows, canvas.shape[1], vocab_size)
         log_p = model_log_probs(logits[:, prompt_length + start : prompt_length + end], mask_id)
         eligible = response[:, start:end] == mask_id
+        sampling = forced is None or forced[2] is not None
+        forced_rows = forced_positions = None
         if forced is not None:
-            positions = forced[1][:, committed : committed + k] - start
-            _check_forced_positions(positions, eligible, step)
+            forced_positions = forced[1][:, committed : committed + k] - start
+            if forced[2] is None:  # replay: every step forced, validate the given order
+                _check_forced_positions(forced_positions, eligible, step)
+            forced_rows = (committed < forced[2])[:, None] if sampling else None
         if rule is None:  # confidence: draw everywhere, keep the most confident draws
             position_log_prob = torch.zeros(num_rows, device=device)
             log_q = _proposal_log_probs(log_p, denoiser, config)
-            if forced is None:
+            if sampling:
                 drawn = sample_tokens(log_q, generator)
                 confidence = log_p.gather(-1, drawn[..., None]).squeeze(-1)
                 positions = confidence.masked_fill(~eligible, NEG_INF).topk(k, dim=-1).indices
+                positions = _merge(forced_rows, forced_positions, positions)
                 tokens = drawn.gather(1, positions)
+            else:
+                positions = forced_positions
             log_q = log_q[rows, positions]
         else:
-            if forced is None:
-                positions = rule.choose(log_p, eligible, k, generator)
+            positions = rule.choose(log_p, eligible, k, generator) if sampling else None
+            positions = _merge(forced_rows, forced_positions, positions)
             position_log_prob = rule.log_prob(log_p, eligible, positions)
             # the proposal is needed only where tokens are committed: [S, k, V], not [S, block, V]
             log_q = _proposal_log_probs(log_p[rows, positions], denoiser, config)
-            if forced is None:
+            if sampling:
                 tokens = sample_tokens(log_q, generator)
         # NaN anywhere survives a max; +inf logits and all -inf rows turn into NaN in log_softmax
         invalid.append(torch.isnan(log_p.amax(-1)).any() | torch.isnan(log_q.amax(-1)).any())
         if forced is not None:
-            tokens = forced[0].gather(1, positions + start)
+            forced_tokens = forced[0].gather(1, positions + start)
+            tokens = _merge(forced_rows, forced_tokens, tokens if sampling else None)
         chosen = torch.arange(k, device=device)[None]
         log_q_steps[:, step] = position_log_prob + log_q[rows, chosen, tokens].sum(-1)
         log_p_steps[:, step] = log_p[rows, positions, tokens].sum(-1)
@@ -221,6 +263,15 @@ def _run(
         config=config,
         prompt=prompt_rows[0] if prompt is None or prompt.dim() == 1 else prompt_rows,
     )
+
+
+def _merge(forced_rows, forced_value, free_value):
+    """Per row, the forced value where ``forced_rows`` (``None``: all rows forced), else the free one."""
+    if forced_value is None:
+        return free_value
+    if free_value is None or forced_rows is None:
+        return forced_value
+    return torch.where(forced_rows, forced_value, free_value)
 
 
 def _proposal_log_probs(log_p: torch.Tensor, denoiser: Denoiser, config: DecodeConfig) -> torch.Tensor:

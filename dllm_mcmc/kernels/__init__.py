@@ -2,7 +2,8 @@
 
 from .base import ChainState, StepInfo, independent_mh_step, mh_accept, select
 from .imh import IMH
+from .power import Power
 
-KERNELS = {"imh": IMH}
+KERNELS = {"imh": IMH, "power": Power}
 
-__all__ = ["IMH", "KERNELS", "ChainState", "StepInfo", "independent_mh_step", "mh_accept", "select"]
+__all__ = ["IMH", "KERNELS", "Power", "ChainState", "StepInfo", "independent_mh_step", "mh_accept", "select"]
