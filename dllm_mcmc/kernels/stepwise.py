@@ -356,7 +356,7 @@ class Stepwise(MCMCKernel):
         if self.suffix == "mean_field":
             log_suffix = self._mean_field(logits, scope)
         else:
-            log_suffix = self._exact(canvases, logits, scope)
+            log_suffix = self._exact(canvases, logits, scope, in_scope)
         inverse = inverse.view(num_rows, num_candidates)
         log_suffix = log_suffix[inverse]
 
@@ -375,7 +375,9 @@ class Stepwise(MCMCKernel):
         log_p = model_log_probs(picked, self._mask_id)
         return (log_p / self.target.temperature).logsumexp(-1).sum(-1)
 
-    def _exact(self, canvases: torch.Tensor, logits: torch.Tensor, scope: torch.Tensor) -> torch.Tensor:
+    def _exact(
+        self, canvases: torch.Tensor, logits: torch.Tensor, scope: torch.Tensor, in_scope: torch.Tensor
+    ) -> torch.Tensor:
         """``log Σ_y p(y | canvas)^(1/T)`` over all completions ``y`` of the positions in scope,
         ``p(y | ·)`` by the chain rule left to right; ``[U]``. The canvases of every level are
         deduplicated and pushed in chunks of the target's ``max_rows``."""
@@ -384,8 +386,6 @@ class Stepwise(MCMCKernel):
         count = int(scope[0].sum()) if num else 0
         if count == 0:
             return torch.zeros(num, dtype=torch.float64, device=canvases.device)
-        in_scope = scope.any(0)  # the scope's positions (masked in some canvas) ...
-        in_scope = in_scope | ~(canvases[:, prompt_length:] == self._mask_id).any(0)  # harmless
         index = scope.nonzero()[:, 1].view(num, count)  # response positions, ascending per row
         tokens = self._tokens
         size = len(tokens)
@@ -402,7 +402,7 @@ class Stepwise(MCMCKernel):
                 level_logits = level_logits[:, prompt_length:]
                 # a distinct state's next position: its leftmost masked position in scope (the
                 # same for every state it stands for, since they are equal canvases)
-                masked = (level_rows[:, prompt_length:] == self._mask_id) & self._scope_positions
+                masked = (level_rows[:, prompt_length:] == self._mask_id) & in_scope
                 at = masked.int().argmax(-1)
             rows = torch.arange(level_rows.shape[0], device=canvases.device)
             step_log_p = model_log_probs(level_logits[rows, at], self._mask_id)[:, tokens]
