@@ -336,14 +336,22 @@ class Stepwise(MCMCKernel):
         selected candidates' response logits ``[C, L, V]`` (the next step's conditionals)."""
         num_rows, num_candidates = candidates.shape
         prompt_length = self.target.prompt.numel()
-        canvases = canvas[:, None, :].repeat(1, num_candidates, 1)
-        canvases[:, :, prompt_length:].scatter_(
-            2, position[:, None, None].expand(-1, num_candidates, 1), candidates[..., None]
-        )
-        canvases = canvases.reshape(num_rows * num_candidates, -1)
         if self.dedupe:
-            canvases, inverse = torch.unique(canvases, dim=0, return_inverse=True)
+            # a candidate canvas is (state, position, token): deduplicate the C states by rows,
+            # then the triples as one integer key (far cheaper than unique rows of C·K canvases)
+            states, state_of = torch.unique(canvas, dim=0, return_inverse=True)
+            length, vocab = self.target.gen_length, self._vocab_size
+            key = (state_of[:, None] * length + position[:, None]) * vocab + candidates
+            keys, inverse = torch.unique(key.reshape(-1), return_inverse=True)
+            canvases = states[keys // (length * vocab)]
+            rows = torch.arange(keys.shape[0], device=keys.device)
+            canvases[rows, prompt_length + (keys // vocab) % length] = keys % vocab
         else:
+            canvases = canvas[:, None, :].repeat(1, num_candidates, 1)
+            canvases[:, :, prompt_length:].scatter_(
+                2, position[:, None, None].expand(-1, num_candidates, 1), candidates[..., None]
+            )
+            canvases = canvases.reshape(num_rows * num_candidates, -1)
             inverse = torch.arange(canvases.shape[0], device=canvases.device)
         logits = self._forward(canvases)[:, prompt_length:]  # [U, L, V]
         response = canvases[:, prompt_length:]
