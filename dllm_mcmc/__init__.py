@@ -3,7 +3,7 @@
 from .decoding import RULES, DecodeConfig, Trajectory, decode, replay
 from .denoisers import Denoiser, ExactDenoiser, HFDenoiser
 from .denoisers.metered import MeteredDenoiser
-from .kernels import IMH, KERNELS
+from .kernels import IMH, KERNELS, Power, Stepwise
 from .result import Result
 from .runner import sample
 from .target import TemperedTarget
@@ -19,6 +19,8 @@ __all__ = [
     "IMH",
     "KERNELS",
     "MeteredDenoiser",
+    "Power",
+    "Stepwise",
     "Result",
     "TemperedTarget",
     "Trajectory",

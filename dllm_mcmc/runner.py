@@ -113,6 +113,9 @@ def sample(
         if num_chains is None:
             raise ValueError("kernel: a kernel object must say how many chains it runs (num_chains)")
         config.update(kernel=getattr(kernel, "name", type(kernel).__name__), num_chains=num_chains)
+    if not getattr(kernel, "needs_warmup", True):
+        warmup = 0  # every draw is an independent decode: there is no chain to warm up
+    config["warmup"] = warmup
     start = time.perf_counter()
     kernel.setup(warmup)
     params = kernel.initial_params

@@ -171,7 +171,9 @@ def test_mean_field_costs_one_forward_call_per_step_with_k_times_c_rows(block_le
     per_decode = (length, chains + (length - 1) * chains * candidates)
     assert kernel.cost == per_decode
     result = sample(toy, None, 4, kernel=kernel, num_samples=6, warmup=2, progress=False)
-    assert (result.nfe, result.forward_rows) == (per_decode[0] * 9, per_decode[1] * 9)
+    # the runner skips warm-up for independent draws: initial draw + 6 draws
+    assert result.config["warmup"] == 0
+    assert (result.nfe, result.forward_rows) == (per_decode[0] * 7, per_decode[1] * 7)
     assert (result.stats["sequential_forwards"] == length).all()
     assert torch.allclose(result.stats["forward_rows"], torch.tensor(per_decode[1] / chains))
 
@@ -180,14 +182,15 @@ def test_exact_suffix_enumeration_calls_are_counted_and_dedupe_keeps_the_calls()
     """Exact suffix (oracle): after step t the m = L − 1 − t other masked positions need m − 1
     further chain-rule calls (level 0 is the candidate call itself): 2 + 1 + 0 for L = 4."""
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+    costs = []
     for dedupe in (False, True):
         target = TemperedTarget(toy, None, 4, temperature=0.5)
         kernel = Stepwise(target, proposal_temperature=0.5, num_candidates=8, num_chains=4,
                           suffix="exact", dedupe=dedupe)
         kernel.setup(0)
-        assert kernel.cost[0] == 4 + 3
-        if dedupe:  # at most 4 positions × 3 tokens distinct canvases at step 1
-            assert kernel.cost[1] < 4 + 3 * 4 * 8
+        costs.append(kernel.cost)
+    assert costs[0][0] == costs[1][0] == 4 + 3
+    assert costs[1][1] < costs[0][1]  # 32 candidate canvases hold at most 4 × 3 distinct ones
 
 
 def test_dedupe_changes_rows_not_results():
@@ -231,11 +234,13 @@ def test_equal_weights_accept_every_move():
 
 
 def test_mh_scan_arithmetic():
-    log_weight = torch.tensor([[0.0, float("-inf"), 5.0], [float("-inf"), -1.0, -2.0]], dtype=torch.float64)
+    inf = float("inf")
+    log_weight = torch.tensor([[0.0, -inf, 5.0], [-inf, -1.0, -2.0], [-inf, -inf, 0.0]], dtype=torch.float64)
     for seed in range(10):
         selected, fraction, invalid = _mh_scan(log_weight, seeded(seed))
         assert selected[0] == 2 and not invalid  # -inf never accepted; +5 always
         assert selected[1] in (1, 2)  # a zero-mass start accepts any move of positive mass
+        assert selected[2] == 2 and fraction[2] == 0.5  # -inf to -inf is refused, then 0 accepted
     # one move of ratio 0.3: accepted with probability 0.3
     log_weight = torch.tensor([[0.0, math.log(0.3)]], dtype=torch.float64).expand(20_000, 2)
     selected, fraction, _ = _mh_scan(log_weight, seeded(0))
@@ -271,6 +276,14 @@ def test_bad_options_are_refused_by_name(options, name):
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
     with pytest.raises(ValueError, match=name):
         Stepwise(TemperedTarget(toy, None, 4, temperature=0.5), **options)
+
+
+def test_suffix_counts_per_step():
+    """Masked positions left in scope after each commit (L = 4, blocks of 2)."""
+    toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+    target = TemperedTarget(toy, None, 4, temperature=0.5, block_length=2)
+    assert Stepwise(target, suffix_scope="block")._suffix_counts == [1, 0, 1, 0]
+    assert Stepwise(target, suffix_scope="all")._suffix_counts == [3, 2, 1, 0]
 
 
 def test_several_tokens_per_step_and_huge_enumerations_are_refused():
@@ -316,3 +329,16 @@ def test_exact_suffix_with_a_prompt():
     exact = kernel._exact(canvases, toy(canvases)[:, 1:], scope, torch.ones(3, dtype=torch.bool))
     expected = [_brute_log_suffix(toy, fixed, 0.7) for fixed in ({1: 0}, {1: 2}, {0: 1})]
     assert torch.allclose(exact, torch.tensor(expected, dtype=torch.float64), atol=1e-5)
+
+
+def test_stepwise_by_name_through_sample_skips_warmup():
+    from dllm_mcmc import ExactDenoiser, sample
+
+    toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+    result = sample(toy, None, 4, kernel="stepwise", target_temperature=0.5, proposal_temperature=0.5,
+                    num_candidates=8, suffix="mean_field", selection="sir", num_chains=3, num_samples=4,
+                    warmup=50, progress=False)
+    assert result.tokens.shape == (3, 4, 4)
+    assert result.config["warmup"] == 0 and result.config["num_candidates"] == 8
+    # setup's initial draw + 4 draws, each 4 sequential calls
+    assert result.nfe == 4 * 5

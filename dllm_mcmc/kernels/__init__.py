@@ -3,7 +3,8 @@
 from .base import ChainState, StepInfo, independent_mh_step, mh_accept, select
 from .imh import IMH
 from .power import Power
+from .stepwise import Stepwise
 
-KERNELS = {"imh": IMH, "power": Power}
+KERNELS = {"imh": IMH, "power": Power, "stepwise": Stepwise}
 
-__all__ = ["IMH", "KERNELS", "Power", "ChainState", "StepInfo", "independent_mh_step", "mh_accept", "select"]
+__all__ = ["IMH", "KERNELS", "Power", "Stepwise", "ChainState", "StepInfo", "independent_mh_step", "mh_accept", "select"]

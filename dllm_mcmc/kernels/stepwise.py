@@ -122,11 +122,13 @@ class Stepwise(MCMCKernel):
         seed: seeds the kernel's generator (positions, candidates, selection).
         dedupe: forward only the distinct candidate canvases (fewer rows, same calls).
         max_rows: largest batch of one forward call (``None``: the whole step in one call;
-            a number splits a step into several calls).
+            a number splits a step into several calls). ``suffix="exact"`` chunks its
+            enumeration by it, or by the target's ``max_rows`` when it is ``None``.
         max_suffix_completions: the largest ``V^m`` ``suffix="exact"`` may enumerate.
     """
 
     name = "stepwise"
+    needs_warmup = False  # draws are independent decodes; the runner skips warm-up
 
     def __init__(
         self,
@@ -181,6 +183,7 @@ class Stepwise(MCMCKernel):
         self.dedupe = dedupe
         self.max_rows = max_rows
         self.max_suffix_completions = max_suffix_completions
+        self._suffix_rows = max_rows if max_rows is not None else target.max_rows
         self.rule = position_rule(order_law.rule, order_law.position_temperature, order_law.position_score)
         denoiser = target.denoiser
         self._mask_id = int(denoiser.mask_id)
@@ -198,6 +201,12 @@ class Stepwise(MCMCKernel):
                     f"completions per candidate (more than max_suffix_completions="
                     f"{max_suffix_completions}); use suffix='mean_field'"
                 )
+        # masked positions left in scope after each step's commit, the same in every row: step t
+        # has committed t tokens, so t − start of its block [start, end)
+        self._suffix_counts = [
+            (target.gen_length if suffix_scope == "all" else end) - step - 1
+            for step, (_, end, _) in enumerate(order_law.schedule(target.gen_length))
+        ]
         self.transforms = {}  # Pyro's MCMC looks for kernel.model unless this exists
         self.info: dict[str, torch.Tensor] | None = None
         self._params: dict[str, torch.Tensor] | None = None
@@ -290,7 +299,7 @@ class Stepwise(MCMCKernel):
             invalid.append(torch.isnan(log_p.amax(-1)).any() | torch.isnan(log_q_i.amax(-1)).any())
             if step + 1 < len(steps):
                 log_suffix, candidate_logits = self._score_candidates(
-                    canvas, position, candidates, start, end
+                    canvas, position, candidates, start, end, self._suffix_counts[step]
                 )
             else:  # nothing left to complete, nothing left to condition on
                 log_suffix, candidate_logits = torch.zeros_like(log_p_c), None
@@ -331,7 +340,7 @@ class Stepwise(MCMCKernel):
             return check_logits(denoiser(canvases), canvases.shape[0], canvases.shape[1], self._vocab_size)
         return forward_in_chunks(denoiser, canvases, self.max_rows)
 
-    def _score_candidates(self, canvas, position, candidates, start, end):
+    def _score_candidates(self, canvas, position, candidates, start, end, count):
         """``log S`` ``[C, K]`` of every candidate, and a function selected ``[C]`` -> the
         selected candidates' response logits ``[C, L, V]`` (the next step's conditionals)."""
         num_rows, num_candidates = candidates.shape
@@ -362,9 +371,9 @@ class Stepwise(MCMCKernel):
             in_scope[start:end] = True
         scope = (response == self._mask_id) & in_scope  # the same count in every row
         if self.suffix == "mean_field":
-            log_suffix = self._mean_field(logits, scope)
+            log_suffix = self._mean_field(logits, scope, count)
         else:
-            log_suffix = self._exact(canvases, logits, scope, in_scope)
+            log_suffix = self._exact(canvases, logits, scope, in_scope, count)
         inverse = inverse.view(num_rows, num_candidates)
         log_suffix = log_suffix[inverse]
 
@@ -373,28 +382,33 @@ class Stepwise(MCMCKernel):
 
         return log_suffix, selected_logits
 
-    def _mean_field(self, logits: torch.Tensor, scope: torch.Tensor) -> torch.Tensor:
+    def _mean_field(self, logits: torch.Tensor, scope: torch.Tensor, count: int | None = None) -> torch.Tensor:
         """``Σ_{j in scope} logsumexp_u(log p_j(u) / T)`` per canvas, ``[U]``."""
-        count = int(scope[0].sum()) if scope.shape[0] else 0
+        count = _scope_count(scope, count)
         if count == 0:
             return torch.zeros(logits.shape[0], device=logits.device)
-        index = scope.nonzero()[:, 1].view(scope.shape[0], count)  # row-major: per row, ascending
+        index = _scope_index(scope, count)
         picked = logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1]))
         log_p = model_log_probs(picked, self._mask_id)
         return (log_p / self.target.temperature).logsumexp(-1).sum(-1)
 
     def _exact(
-        self, canvases: torch.Tensor, logits: torch.Tensor, scope: torch.Tensor, in_scope: torch.Tensor
+        self,
+        canvases: torch.Tensor,
+        logits: torch.Tensor,
+        scope: torch.Tensor,
+        in_scope: torch.Tensor,
+        count: int | None = None,
     ) -> torch.Tensor:
         """``log Σ_y p(y | canvas)^(1/T)`` over all completions ``y`` of the positions in scope,
         ``p(y | ·)`` by the chain rule left to right; ``[U]``. The canvases of every level are
-        deduplicated and pushed in chunks of the target's ``max_rows``."""
+        deduplicated and pushed in chunks of ``max_rows`` (the kernel's, else the target's)."""
         num, width = canvases.shape
         prompt_length = self.target.prompt.numel()
-        count = int(scope[0].sum()) if num else 0
+        count = _scope_count(scope, count)
         if count == 0:
             return torch.zeros(num, dtype=torch.float64, device=canvases.device)
-        index = scope.nonzero()[:, 1].view(num, count)  # response positions, ascending per row
+        index = _scope_index(scope, count)  # response positions, ascending per row
         tokens = self._tokens
         size = len(tokens)
         states = canvases[:, None, :]  # [U, V^k, N]: the first k positions of the scope filled
@@ -406,7 +420,7 @@ class Stepwise(MCMCKernel):
                 at = index[:, 0]
             else:
                 level_rows, where = torch.unique(states.reshape(-1, width), dim=0, return_inverse=True)
-                level_logits = forward_in_chunks(self.target.denoiser, level_rows, self.target.max_rows)
+                level_logits = forward_in_chunks(self.target.denoiser, level_rows, self._suffix_rows)
                 level_logits = level_logits[:, prompt_length:]
                 # a distinct state's next position: its leftmost masked position in scope (the
                 # same for every state it stands for, since they are equal canvases)
@@ -437,20 +451,21 @@ def _mh_scan(log_weight: torch.Tensor, generator: torch.Generator):
     current = torch.zeros(num_rows, dtype=torch.long, device=log_weight.device)
     current_weight = log_weight[:, 0]
     accepted = torch.zeros(num_rows, dtype=torch.float64, device=log_weight.device)
-    invalid = torch.isnan(log_weight).any()
     for k in range(1, num_candidates):
         proposed = log_weight[:, k]
         log_ratio = proposed - current_weight
-        # a current state of zero mass accepts any proposal of positive mass
+        # a current state of zero mass accepts any proposal of positive mass (and, comparing
+        # NaN, refuses one of zero mass: a NaN ratio is never below the uniform)
         log_ratio = torch.where(
             torch.isneginf(current_weight) & torch.isfinite(proposed), torch.zeros_like(log_ratio), log_ratio
         )
-        invalid = invalid | torch.isnan(log_ratio).any()
         accept = log_uniform[:, k - 1] < log_ratio
         current = torch.where(accept, k, current)
         current_weight = torch.where(accept, proposed, current_weight)
         accepted += accept
     fraction = accepted / (num_candidates - 1) if num_candidates > 1 else torch.ones_like(accepted)
+    # NaN weights, or a row whose every candidate has zero target mass
+    invalid = torch.isnan(log_weight).any() | torch.isneginf(current_weight).any()
     return current, fraction, invalid
 
 
@@ -461,6 +476,20 @@ def _sir(log_weight: torch.Tensor, generator: torch.Generator):
     ess = (2 * log_weight.logsumexp(-1) - (2 * log_weight).logsumexp(-1)).exp() / num_candidates
     invalid = torch.isnan(log_weight).any() | torch.isneginf(log_weight.amax(-1)).any()
     return selected, ess, invalid
+
+
+def _scope_count(scope: torch.Tensor, count: int | None) -> int:
+    """Masked positions in scope per row (the same in every row); read from ``scope`` (a host
+    sync) only when the caller does not know it."""
+    if count is not None:
+        return count
+    return int(scope[0].sum()) if scope.shape[0] else 0
+
+
+def _scope_index(scope: torch.Tensor, count: int) -> torch.Tensor:
+    """``[B, count]`` the positions where ``scope [B, L]`` is true, ascending, without a host sync
+    (a stable descending sort puts the true positions first, in their order)."""
+    return scope.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, :count]
 
 
 def _check_positive_int(name: str, value: int) -> None:
