@@ -63,6 +63,17 @@ def select(accepted: torch.Tensor, proposed: ChainState, current: ChainState) ->
     )
 
 
+def independent_log_ratio(current_log_weight: torch.Tensor, proposed_log_weight: torch.Tensor) -> torch.Tensor:
+    """``w(y) − w(x)`` of independent MH, with a current state of weight ``-inf`` accepting any
+    proposal of finite weight (ratio 0) instead of producing ``inf − inf``."""
+    log_ratio = proposed_log_weight - current_log_weight
+    return torch.where(
+        torch.isneginf(current_log_weight) & torch.isfinite(proposed_log_weight),
+        torch.zeros_like(log_ratio),
+        log_ratio,
+    )
+
+
 def independent_mh_step(
     current: ChainState, proposed: ChainState, generator: torch.Generator
 ) -> tuple[ChainState, StepInfo]:
@@ -72,11 +83,5 @@ def independent_mh_step(
 
     A current state of weight ``-inf`` accepts any proposal of finite weight.
     """
-    log_ratio = proposed.log_weight - current.log_weight
-    log_ratio = torch.where(
-        torch.isneginf(current.log_weight) & torch.isfinite(proposed.log_weight),
-        torch.zeros_like(log_ratio),
-        log_ratio,
-    )
-    accept_prob, accepted = mh_accept(log_ratio, generator)
+    accept_prob, accepted = mh_accept(independent_log_ratio(current.log_weight, proposed.log_weight), generator)
     return select(accepted, proposed, current), StepInfo(accept_prob, accepted, proposed.log_weight)

@@ -98,6 +98,7 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from ..decoding.rules import position_rule, sample_tokens
 from ..denoisers.base import check_logits, forward_in_chunks, model_log_probs
 from ..target import TemperedTarget
+from .base import independent_log_ratio
 
 SUFFIXES = ("mean_field", "exact")
 SELECTIONS = ("mh", "sir")
@@ -453,13 +454,8 @@ def _mh_scan(log_weight: torch.Tensor, generator: torch.Generator):
     accepted = torch.zeros(num_rows, dtype=torch.float64, device=log_weight.device)
     for k in range(1, num_candidates):
         proposed = log_weight[:, k]
-        log_ratio = proposed - current_weight
-        # a current state of zero mass accepts any proposal of positive mass (and, comparing
-        # NaN, refuses one of zero mass: a NaN ratio is never below the uniform)
-        log_ratio = torch.where(
-            torch.isneginf(current_weight) & torch.isfinite(proposed), torch.zeros_like(log_ratio), log_ratio
-        )
-        accept = log_uniform[:, k - 1] < log_ratio
+        # a NaN ratio (both of zero mass) is never below the uniform: refused, flagged below
+        accept = log_uniform[:, k - 1] < independent_log_ratio(current_weight, proposed)
         current = torch.where(accept, k, current)
         current_weight = torch.where(accept, proposed, current_weight)
         accepted += accept
