@@ -311,8 +311,8 @@ def test_prompt_max_rows_chunking_and_pyro_mcmc():
     mcmc.run()
     tokens = mcmc.get_samples(group_by_chain=True)["tokens"]
     assert tokens.shape == (1, 5, 3, 3) and ((tokens >= 0) & (tokens < 3)).all()
-    assert "acc. prob" in kernel.logging()
-    assert len(pickle.loads(pickle.dumps(kernel.diagnostics()))["accept_prob"]) == 3
+    assert "acc. rate" in kernel.logging()
+    assert len(pickle.loads(pickle.dumps(kernel.diagnostics()))["acceptance_rate"]) == 3
     # per decode: the empty canvas (3 rows), then 2 candidate steps of 12 rows in calls of 5, 5, 2
     assert counting.batch_sizes[:7] == [3, 5, 5, 2, 5, 5, 2]
     assert kernel.info["sequential_forwards"].tolist() == [7.0] * 3

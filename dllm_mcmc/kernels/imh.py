@@ -29,17 +29,14 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
-from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from ..decoding.decode import decode
 from ..target import TemperedTarget
-from .base import ChainState, independent_mh_step
+from .base import ChainState, TargetKernel, check_positive_int, independent_mh_step
 
 
-class IMH(MCMCKernel):
+class IMH(TargetKernel):
     """Independent MH over whole decoded responses; C chains batched.
 
     Args:
@@ -65,35 +62,17 @@ class IMH(MCMCKernel):
         proposal_batch: int = 1,
         seed: int = 0,
     ) -> None:
-        if not isinstance(target, TemperedTarget):
-            raise ValueError(f"target must be a TemperedTarget, got {type(target).__name__}")
-        for name, value in (("num_chains", num_chains), ("proposal_batch", proposal_batch)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.target = target
-        # validates proposal_temperature (named "temperature" in DecodeConfig)
-        try:
-            self.proposal = replace(target.order_law, temperature=proposal_temperature)
-        except ValueError as error:
-            raise ValueError(f"proposal_temperature: {error}") from None
-        self.num_chains = num_chains
+        super().__init__(target, proposal_temperature, num_chains, seed)
+        check_positive_int("proposal_batch", proposal_batch)
         self.proposal_batch = proposal_batch
-        self.seed = seed
-        self.transforms = {}  # Pyro's MCMC looks for kernel.model unless this exists
-        self.info: dict[str, torch.Tensor] | None = None
         self._state: ChainState | None = None
 
     # -- Pyro's lifecycle -------------------------------------------------------------------
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
-        self.warmup_steps = warmup_steps
-        self.generator = torch.Generator(device=self.target.prompt.device).manual_seed(self.seed)
-        self.target.denoiser.reset()
+        self._start(warmup_steps)
         self._queue: list[ChainState] = []
-        self._steps = 0
-        self._accepted_sum = torch.zeros(self.num_chains, device=self.target.prompt.device)
         self._state = self._next_proposal()  # the chain starts at a draw from the proposal
-        self.info = None
 
     @property
     def initial_params(self) -> dict[str, torch.Tensor]:
@@ -114,8 +93,7 @@ class IMH(MCMCKernel):
         of the state, and the current state (with its cached weights) is kept by the kernel."""
         proposed = self._next_proposal()
         self._state, step = independent_mh_step(self._state, proposed, self.generator)
-        self._steps += 1
-        self._accepted_sum += step.accepted.float()
+        self._count_acceptance(step.accepted)
         self.info = {
             "log_target": self._state.log_target,
             "log_proposal": self._state.log_proposal,
@@ -126,28 +104,10 @@ class IMH(MCMCKernel):
         }
         return self._params()
 
-    def logging(self) -> dict[str, str]:
-        rate = float(self._accepted_sum.mean() / max(self._steps, 1))
-        return {"acc. rate": f"{rate:.3f}"}
-
-    def diagnostics(self) -> dict:
-        """Picklable summary: acceptance per chain and the cost so far."""
-        return {
-            "acceptance_rate": (self._accepted_sum / max(self._steps, 1)).tolist(),
-            "steps": self._steps,
-            "nfe": self.target.denoiser.calls,
-            "forward_rows": self.target.denoiser.rows,
-        }
-
     def cleanup(self) -> None:
         self._queue = []
 
     # -- internals --------------------------------------------------------------------------
-
-    @property
-    def cost(self) -> tuple[int, int]:
-        """``(sequential forward calls, forward rows)`` since ``setup``."""
-        return self.target.denoiser.calls, self.target.denoiser.rows
 
     def _params(self) -> dict[str, torch.Tensor]:
         return {"tokens": self._state.tokens, "order": self._state.order}

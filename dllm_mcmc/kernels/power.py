@@ -38,15 +38,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from ..decoding.decode import decode, redecode, replay
 from ..decoding.trajectory import Trajectory
 from ..target import TemperedTarget
-from .base import mh_accept
+from .base import TargetKernel, check_positive_int, mh_accept
 
 
-class Power(MCMCKernel):
+class Power(TargetKernel):
     """Re-mask-and-re-decode MH over decoding trajectories; C chains batched.
 
     Args:
@@ -74,31 +73,15 @@ class Power(MCMCKernel):
         seed: int = 0,
         position_terms: bool = True,
     ) -> None:
-        if not isinstance(target, TemperedTarget):
-            raise ValueError(f"target must be a TemperedTarget, got {type(target).__name__}")
-        for name, value in (("num_chains", num_chains), ("moves_per_draw", moves_per_draw)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.target = target
-        try:
-            self.proposal = replace(target.order_law, temperature=proposal_temperature)
-        except ValueError as error:
-            raise ValueError(f"proposal_temperature: {error}") from None
+        super().__init__(target, proposal_temperature, num_chains, seed)
+        check_positive_int("moves_per_draw", moves_per_draw)
         self.moves_per_draw = moves_per_draw
-        self.num_chains = num_chains
-        self.seed = seed
         self.position_terms = position_terms
         self.num_steps = len(self.proposal.schedule(target.gen_length))
-        self.transforms = {}
-        self.info: dict[str, torch.Tensor] | None = None
         self._state: Trajectory | None = None
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
-        self.warmup_steps = warmup_steps
-        self.generator = torch.Generator(device=self.target.prompt.device).manual_seed(self.seed)
-        self.target.denoiser.reset()
-        self._moves = 0
-        self._accepted_sum = torch.zeros(self.num_chains, device=self.target.prompt.device)
+        self._start(warmup_steps)
         start = decode(self.target.denoiser, self.target.prompt, self.target.gen_length,
                        num_samples=self.num_chains, generator=self.generator, **self.proposal.as_dict())
         self._set_state(start)
@@ -129,8 +112,7 @@ class Power(MCMCKernel):
             self._log_target = torch.where(accepted, proposed_log_target, self._log_target)
             accept_probs.append(accept_prob)
             accepted_total += accepted.float()
-            self._moves += 1
-            self._accepted_sum += accepted.float()
+            self._count_acceptance(accepted)
         log_proposal = self._state.log_q
         self.info = {
             "log_target": self._log_target,
@@ -141,21 +123,6 @@ class Power(MCMCKernel):
             "cut": cut.float(),
         }
         return {"tokens": self._state.tokens, "order": self._state.order}
-
-    def logging(self) -> dict[str, str]:
-        return {"acc. rate": f"{float(self._accepted_sum.mean() / max(self._moves, 1)):.3f}"}
-
-    def diagnostics(self) -> dict:
-        return {
-            "acceptance_rate": (self._accepted_sum / max(self._moves, 1)).tolist(),
-            "moves": self._moves,
-            "nfe": self.target.denoiser.calls,
-            "forward_rows": self.target.denoiser.rows,
-        }
-
-    @property
-    def cost(self) -> tuple[int, int]:
-        return self.target.denoiser.calls, self.target.denoiser.rows
 
     def _set_state(self, trajectory: Trajectory) -> None:
         self._state = trajectory

@@ -89,23 +89,20 @@ Example:
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
 
 import torch
-from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from ..decoding.rules import position_rule, sample_tokens
 from ..denoisers.base import check_logits, forward_in_chunks, model_log_probs
 from ..target import TemperedTarget
-from .base import independent_log_ratio
+from .base import TargetKernel, check_positive_int, independent_log_ratio
 
 SUFFIXES = ("mean_field", "exact")
 SELECTIONS = ("mh", "sir")
 SUFFIX_SCOPES = ("block", "all")
 
 
-class Stepwise(MCMCKernel):
+class Stepwise(TargetKernel):
     """Stepwise IMH over ``K`` candidate tokens per decoding step (Fang et al. 2026).
 
     Args:
@@ -145,16 +142,14 @@ class Stepwise(MCMCKernel):
         max_rows: int | None = None,
         max_suffix_completions: int = 100_000,
     ) -> None:
-        if not isinstance(target, TemperedTarget):
-            raise ValueError(f"target must be a TemperedTarget, got {type(target).__name__}")
+        super().__init__(target, proposal_temperature, num_chains, seed)
         for name, value in (
             ("num_candidates", num_candidates),
-            ("num_chains", num_chains),
             ("max_suffix_completions", max_suffix_completions),
         ):
-            _check_positive_int(name, value)
+            check_positive_int(name, value)
         if max_rows is not None:
-            _check_positive_int("max_rows", max_rows)
+            check_positive_int("max_rows", max_rows)
         for name, value, choices in (
             ("suffix", suffix, SUFFIXES),
             ("selection", selection, SELECTIONS),
@@ -170,17 +165,10 @@ class Stepwise(MCMCKernel):
                 f"tokens_per_step={order_law.tokens_per_step}: the stepwise sampler commits one "
                 f"token per step; build the target with tokens_per_step=1"
             )
-        try:  # validates proposal_temperature (named "temperature" in DecodeConfig)
-            self.proposal = replace(order_law, temperature=proposal_temperature)
-        except ValueError as error:
-            raise ValueError(f"proposal_temperature: {error}") from None
-        self.target = target
         self.num_candidates = num_candidates
         self.suffix = suffix
         self.selection = selection
         self.suffix_scope = suffix_scope
-        self.num_chains = num_chains
-        self.seed = seed
         self.dedupe = dedupe
         self.max_rows = max_rows
         self.max_suffix_completions = max_suffix_completions
@@ -208,20 +196,12 @@ class Stepwise(MCMCKernel):
             (target.gen_length if suffix_scope == "all" else end) - step - 1
             for step, (_, end, _) in enumerate(order_law.schedule(target.gen_length))
         ]
-        self.transforms = {}  # Pyro's MCMC looks for kernel.model unless this exists
-        self.info: dict[str, torch.Tensor] | None = None
         self._params: dict[str, torch.Tensor] | None = None
 
     # -- Pyro's lifecycle -------------------------------------------------------------------
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
-        self.warmup_steps = warmup_steps
-        device = self.target.prompt.device
-        self.generator = torch.Generator(device=device).manual_seed(self.seed)
-        self.target.denoiser.reset()
-        self._draws = 0
-        self._accept_sum = torch.zeros(self.num_chains, device=device)
-        self.info = None
+        self._start(warmup_steps)
         params, _ = self._decode()  # the chains start at a stepwise draw
         self._params = params
 
@@ -239,27 +219,8 @@ class Stepwise(MCMCKernel):
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``C`` new independent draws by one batched stepwise decode (``params`` is not read)."""
         self._params, self.info = self._decode()
-        self._draws += 1
-        self._accept_sum += self.info["accept_prob"]
+        self._count_acceptance(self.info["accept_prob"])
         return self._params
-
-    def logging(self) -> dict[str, str]:
-        rate = float(self._accept_sum.mean() / max(self._draws, 1))
-        return {"acc. prob": f"{rate:.3f}"}
-
-    def diagnostics(self) -> dict:
-        """Picklable summary: mean ``accept_prob`` per chain and the cost so far."""
-        return {
-            "accept_prob": (self._accept_sum / max(self._draws, 1)).tolist(),
-            "steps": self._draws,
-            "nfe": self.target.denoiser.calls,
-            "forward_rows": self.target.denoiser.rows,
-        }
-
-    @property
-    def cost(self) -> tuple[int, int]:
-        """``(sequential forward calls, forward rows)`` since ``setup`` (the initial draw included)."""
-        return self.target.denoiser.calls, self.target.denoiser.rows
 
     # -- one stepwise decode ----------------------------------------------------------------
 
@@ -486,8 +447,3 @@ def _scope_index(scope: torch.Tensor, count: int) -> torch.Tensor:
     """``[B, count]`` the positions where ``scope [B, L]`` is true, ascending, without a host sync
     (a stable descending sort puts the true positions first, in their order)."""
     return scope.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, :count]
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
