@@ -101,18 +101,12 @@ def sample(
             target, proposal_temperature=proposal_temperature, num_chains=num_chains, seed=seed,
             **options,
         )
-        config.update(
-            kernel=kernel.name, target_temperature=target_temperature,
-            proposal_temperature=proposal_temperature, likelihood=likelihood,
-            likelihood_exact=target.exact, **options, **target_options,
-            **{f"rule_{k}" if k != "rule" else k: v for k, v in target.order_law.as_dict().items()
-               if k not in ("temperature", "suppress_eos")},
-        )
-    else:
-        num_chains = getattr(kernel, "num_chains", None)
-        if num_chains is None:
-            raise ValueError("kernel: a kernel object must say how many chains it runs (num_chains)")
-        config.update(kernel=getattr(kernel, "name", type(kernel).__name__), num_chains=num_chains)
+        config.update(**options, **target_options)
+    num_chains = getattr(kernel, "num_chains", None)
+    if num_chains is None:
+        raise ValueError("kernel: a kernel object must say how many chains it runs (num_chains)")
+    config.update(kernel=getattr(kernel, "name", type(kernel).__name__), num_chains=num_chains)
+    config.update(_target_config(getattr(kernel, "target", None), getattr(kernel, "proposal", None)))
     if not getattr(kernel, "needs_warmup", True):
         warmup = 0  # every draw is an independent decode: there is no chain to warm up
     config["warmup"] = warmup
@@ -137,6 +131,22 @@ def sample(
     nfe, forward_rows = kernel.cost
     return Result(tokens=tokens, stats=stats, nfe=nfe, forward_rows=forward_rows,
                   wall_time=wall_time, config=config)
+
+
+def _target_config(target, proposal) -> dict:
+    """The target's and proposal's settings, read from the kernel (named or user-built)."""
+    if not isinstance(target, TemperedTarget):
+        return {}
+    config = {
+        "target_temperature": target.temperature,
+        "likelihood": target.likelihood,
+        "likelihood_exact": target.exact,
+        **{k if k == "rule" else f"rule_{k}": v for k, v in target.order_law.as_dict().items()
+           if k not in ("temperature", "suppress_eos")},
+    }
+    if proposal is not None:
+        config["proposal_temperature"] = proposal.temperature
+    return config
 
 
 def response_length(tokens: torch.Tensor, eos_id: int | None) -> torch.Tensor:

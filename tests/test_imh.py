@@ -153,6 +153,7 @@ def test_a_user_kernel_object_plugs_in(toy):
     kernel = IMH(TemperedTarget(toy, None, 4, temperature=1.0), proposal_temperature=1.0, num_chains=2, seed=0)
     result = sample(toy, None, 4, kernel=kernel, num_samples=50, warmup=0, progress=False)
     assert result.tokens.shape == (2, 50, 4)
+    assert result.config["kernel"] == "imh" and result.config["target_temperature"] == 1.0
     # at T = τ = 1 the proposal is the target: every move is accepted
     assert (result.stats["accepted"] == 1).all()
 
