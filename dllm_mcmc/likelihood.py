@@ -71,6 +71,7 @@ def elbo_log_likelihood(
     return (weights * per_masking).mean(-1)
 
 
+@torch.no_grad()  # decoding never needs gradients, whatever the denoiser
 def _masked_token_log_probs(
     denoiser, canvases, prompt_length, tokens, rows_per_sequence, max_rows, counted, per_row=False
 ):

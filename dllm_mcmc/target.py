@@ -184,6 +184,7 @@ class TemperedTarget:
             log_lik = self.log_likelihood(response.clone(), chain_rule_log_p)
             pyro.factor("tempering", log_lik / self.temperature - chain_rule_log_p)
 
+    @torch.no_grad()  # scoring never needs gradients through the denoiser
     def traced_log_density(self, tokens: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
         """``[S]`` ``log π_T(σ, x)`` by conditioning `model` on (order, tokens) and tracing it.
 

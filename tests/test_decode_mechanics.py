@@ -78,3 +78,18 @@ def test_mask_token_is_never_committed_and_eos_can_be_suppressed():
     expected = torch.log(torch.tensor(1.0) / (torch.tensor(8.0).exp() + 2))
     assert torch.allclose(suppressed.log_p_steps, expected.expand_as(suppressed.log_p_steps), atol=1e-5)
     assert torch.allclose(suppressed.log_q_steps, torch.full_like(suppressed.log_q_steps, -torch.tensor(2.0).log()) + torch.log(1 / torch.arange(6, 0, -1.0)), atol=1e-5)
+
+
+def test_decoding_a_trainable_module_builds_no_autograd_graph():
+    class Linear(torch.nn.Module):
+        mask_id, vocab_size = 4, 4
+
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(5, 4)
+
+        def forward(self, tokens, attention_mask=None):
+            return self.embed(tokens)
+
+    traj = decode(Linear(), None, 3, num_samples=2, generator=seeded(0))
+    assert not traj.log_q.requires_grad

@@ -170,6 +170,7 @@ def redecode(
     return _run(denoiser, prompt, prompt_rows, trajectory.gen_length, config, generator, forced, False)
 
 
+@torch.no_grad()  # decoding never needs gradients, whatever the denoiser
 def _run(
     denoiser: Denoiser,
     prompt: torch.Tensor | None,

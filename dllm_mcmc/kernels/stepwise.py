@@ -296,6 +296,7 @@ class Stepwise(TargetKernel):
         }
         return {"tokens": tokens, "order": order}, info
 
+    @torch.no_grad()  # decoding never needs gradients, whatever the denoiser
     def _forward(self, canvases: torch.Tensor) -> torch.Tensor:
         denoiser = self.target.denoiser
         if self.max_rows is None:
