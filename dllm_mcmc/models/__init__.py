@@ -1,0 +1,9 @@
+"""The bundled small masked-diffusion LM (architecture, tokenizer, training)."""
+
+from .small import CharTokenizer, SmallConfig, SmallDLM
+
+__all__ = ["CharTokenizer", "SmallConfig", "SmallDLM"]
+
+from .load import load_small_model  # noqa: E402
+
+__all__ += ["load_small_model"]

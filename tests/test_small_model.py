@@ -1,0 +1,66 @@
+"""The bundled model's architecture, tokenizer, training path and loader (tiny configurations)."""
+
+import math
+
+import pytest
+import torch
+
+from dllm_mcmc import decode
+from dllm_mcmc.models import CharTokenizer, SmallConfig, SmallDLM, load_small_model
+from dllm_mcmc.models.evaluate import pass_at_k
+from dllm_mcmc.models.train import main as train_main
+from dllm_mcmc.tasks import ALPHABET, FAMILIES
+
+
+def test_tokenizer_round_trip_and_specials():
+    tokenizer = CharTokenizer(ALPHABET)
+    text = "2 3 7>13:2*3+7."
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+    assert tokenizer.decode(tokenizer.encode("ab") + [tokenizer.eos_id] + tokenizer.encode("a")) == "ab"
+    assert tokenizer.encode_prompt("ab", 4)[:2] == [tokenizer.pad_id] * 2
+    with pytest.raises(ValueError, match="alphabet"):
+        tokenizer.encode("Z")
+    with pytest.raises(ValueError, match="longer"):
+        tokenizer.encode_prompt("abab", 3)
+
+
+def test_model_is_a_denoiser_and_is_bidirectional():
+    torch.manual_seed(0)
+    model = SmallDLM(SmallConfig(vocab_size=8, max_length=6, dim=16, layers=1, heads=2), mask_id=1).eval()
+    tokens = torch.tensor([[3, 4, 5, 1, 1, 6]])
+    logits = model(tokens)
+    assert logits.shape == (1, 6, 8)
+    changed = tokens.clone()
+    changed[0, 5] = 7  # a later token changes an earlier position's logits: no causal mask
+    assert not torch.allclose(model(changed)[0, 0], logits[0, 0])
+    with pytest.raises(ValueError, match="max_length"):
+        model(torch.ones(1, 7, dtype=torch.long))
+
+
+def test_training_lowers_the_loss_and_the_result_loads_and_decodes(tmp_path):
+    torch.set_num_threads(1)
+    train_main(["--out", str(tmp_path), "--steps", "80", "--dim", "32", "--layers", "1", "--heads", "2",
+                "--batch-size", "32", "--lr", "3e-3"])
+    rows = [line.split(",") for line in (tmp_path / "loss.csv").read_text().splitlines()[1:]]
+    first, last = float(rows[0][2]), float(rows[-1][2])
+    assert last < first - 0.3, (first, last)  # from ~log(26) = 3.26 towards the data's entropy
+    model, tokenizer, config = load_small_model(tmp_path)
+    assert config["training"]["steps"] == 80 and not model.training
+    family = FAMILIES["arith"]
+    problem = family.generate("test", 1, seed=0)[0]
+    prompt = torch.tensor(tokenizer.encode_prompt(family.format_prompt(problem), config["prompt_length"]))
+    traj = decode(model, prompt, config["response_length"], rule="confidence", temperature=0.5,
+                  num_samples=4, generator=torch.Generator().manual_seed(0))
+    assert traj.tokens.shape == (4, config["response_length"])
+    assert all(isinstance(family.verify(problem, tokenizer.decode(row)), bool) for row in traj.tokens)
+
+
+def test_load_refuses_a_directory_without_weights(tmp_path):
+    with pytest.raises(ValueError, match="path"):
+        load_small_model(tmp_path)
+
+
+def test_pass_at_k_matches_the_combinatorial_formula():
+    for n, c, k in [(16, 0, 1), (16, 3, 1), (16, 3, 4), (16, 15, 4), (16, 16, 16), (10, 2, 5)]:
+        expected = 1 - math.comb(n - c, k) / math.comb(n, k)
+        assert abs(pass_at_k(n, c, k) - expected) < 1e-12
