@@ -4,6 +4,7 @@ from .decoding import RULES, DecodeConfig, Trajectory, decode, replay
 from .denoisers import Denoiser, ExactDenoiser, HFDenoiser
 from .denoisers.metered import MeteredDenoiser
 from .kernels import IMH, KERNELS, Power, Stepwise
+from .models import load_model
 from .result import Result
 from .runner import sample
 from .target import TemperedTarget
@@ -25,6 +26,7 @@ __all__ = [
     "TemperedTarget",
     "Trajectory",
     "decode",
+    "load_model",
     "replay",
     "sample",
 ]

@@ -4,6 +4,6 @@ from .small import CharTokenizer, SmallConfig, SmallDLM
 
 __all__ = ["CharTokenizer", "SmallConfig", "SmallDLM"]
 
-from .load import load_small_model  # noqa: E402
+from .load import bundled_models, load_model, load_small_model  # noqa: E402
 
-__all__ += ["load_small_model"]
+__all__ += ["bundled_models", "load_model", "load_small_model"]

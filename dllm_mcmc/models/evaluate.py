@@ -41,7 +41,7 @@ def score(model, tokenizer, config, family_name, rule, temperature, problems, sa
             if k <= samples:
                 passes[k].append(pass_at_k(samples, correct, k))
         distinct.append(len({family.extract_answer(text) for text in texts}))
-    return {f"pass@{k}": sum(v) / len(v) for k, v in passes.items() if v} | {
+    return {f"pass@{k}": sum(v) / len(v) if v else None for k, v in passes.items()} | {
         "distinct": sum(distinct) / len(distinct)}
 
 
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     model, tokenizer, config = load_small_model(args.model)
-    print("| family | rule | " + " | ".join(f"pass@{k}" for k in (1, 4, 16) if k <= args.samples) + " | distinct |")
+    print("| family | rule | pass@1 | pass@4 | pass@16 | distinct answers |")
+    print("|---|---|---|---|---|---|")
     for name, family in FAMILIES.items():
         problems = family.generate("test", args.problems, seed=args.seed)
         runs = [(rule, args.temperature, args.samples) for rule in args.rules.split(",")]
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         for rule, temperature, samples in runs:
             result = score(model, tokenizer, config, name, rule, temperature, problems, samples, args.seed)
             label = "greedy≈" if temperature < 0.01 else rule
-            print(f"| {name} | {label} | " + " | ".join(f"{v:.3f}" for v in result.values()) + " |")
+            print(f"| {name} | {label} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in result.values()) + " |")
     return 0
 
 

@@ -9,6 +9,31 @@ from safetensors.torch import load_file
 
 from .small import CharTokenizer, SmallConfig, SmallDLM
 
+BUNDLED = Path(__file__).parent / "bundled"
+
+
+def bundled_models() -> list[str]:
+    """Names of the models that ship inside the package."""
+    return sorted(p.name for p in BUNDLED.iterdir() if (p / "model.safetensors").is_file())
+
+
+def load_model(name_or_path: str | Path) -> tuple[SmallDLM, CharTokenizer, dict]:
+    """A bundled model by name (offline, from the package) or a trained directory by path.
+
+    Example:
+        >>> model, tokenizer, config = load_model("tasks-small")
+        >>> model.vocab_size, config["response_length"]
+        (26, 16)
+    """
+    if str(name_or_path) in bundled_models():
+        return load_small_model(BUNDLED / str(name_or_path))
+    path = Path(name_or_path)
+    if path.is_dir():
+        return load_small_model(path)
+    raise ValueError(
+        f"{name_or_path!r} is neither a bundled model ({', '.join(bundled_models())}) nor a model directory"
+    )
+
 
 def load_small_model(path: str | Path) -> tuple[SmallDLM, CharTokenizer, dict]:
     """``(model in eval mode, tokenizer, config dict)`` from a directory written by `train`.
