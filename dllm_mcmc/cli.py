@@ -1,4 +1,7 @@
-"""Command line: ``dllm-mcmc demo`` (also ``python -m dllm_mcmc demo``)."""
+"""Command line: ``dllm-mcmc demo`` (the bundled model) and ``dllm-mcmc toy`` (an exact toy).
+
+Also ``python -m dllm_mcmc demo``.
+"""
 
 from __future__ import annotations
 
@@ -69,15 +72,63 @@ def imh_demo(toy: ExactDenoiser, temperature: float, seed: int, out) -> None:
           f"8000 exact draws {tv(iid):.3f}", file=out)
 
 
+def model_demo(problems: int, samples: int, temperature: float, seed: int, out=None) -> None:
+    """Decode a few test problems with the bundled model: random, confidence and IMH, with Pass@k.
+
+    IMH targets ``p(x)^(1/T)`` with ``T = τ`` (random-order proposals at ``τ``), ``samples`` draws as
+    4 chains, after a short warm-up.
+    """
+    from .models import load_model
+    from .models.evaluate import pass_at_k
+    from .runner import sample
+    from .tasks import FAMILIES
+
+    out = sys.stdout if out is None else out
+    model, tokenizer, config = load_model("tasks-small")
+    print(f"Bundled model tasks-small; {problems} test problems per family, {samples} samples per rule, "
+          f"τ = T = {temperature}, seed {seed}.", file=out)
+    totals: dict[str, list[float]] = {}
+    for name, family in FAMILIES.items():
+        for problem in family.generate("test", problems, seed=seed):
+            prompt = torch.tensor(tokenizer.encode_prompt(family.format_prompt(problem), config["prompt_length"]))
+            print(f"\n[{name}] {family.format_prompt(problem)}", file=out)
+            draws = {
+                rule: decode(model, prompt, config["response_length"], rule=rule, temperature=temperature,
+                             num_samples=samples, generator=torch.Generator().manual_seed(seed)).tokens
+                for rule in ("random", "confidence")
+            }
+            result = sample(model, prompt, config["response_length"], kernel="imh", target_temperature=temperature,
+                            proposal_temperature=temperature, num_chains=4, num_samples=samples // 4, warmup=4,
+                            seed=seed, proposal_batch=samples // 4 + 4, progress=False)
+            draws["imh"] = result.tokens.reshape(-1, result.tokens.shape[-1])
+            for rule, tokens in draws.items():
+                texts = [tokenizer.decode(row) for row in tokens]
+                correct = [family.verify(problem, text) for text in texts]
+                answers = ", ".join(f"{family.extract_answer(t)}{'✓' if c else '✗'}" for t, c in zip(texts[:6], correct))
+                k = sum(correct)
+                totals.setdefault(f"{rule} pass@1", []).append(k / len(texts))
+                totals.setdefault(f"{rule} pass@{len(texts)}", []).append(pass_at_k(len(texts), k, len(texts)))
+                print(f"  {rule:10s} {k:2d}/{len(texts)} correct   {answers}", file=out)
+    print("\nAveraged over the problems shown: " + "   ".join(f"{key} {sum(v) / len(v):.2f}" for key, v in totals.items()),
+          file=out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dllm-mcmc", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    demo_parser = commands.add_parser("demo", help="decode a toy model under every rule")
-    demo_parser.add_argument("--samples", type=int, default=4)
-    demo_parser.add_argument("--temperature", type=float, default=0.5)
-    demo_parser.add_argument("--seed", type=int, default=0)
+    model_parser = commands.add_parser("demo", help="the bundled model on test problems: random, confidence, IMH")
+    model_parser.add_argument("--problems", type=int, default=2)
+    model_parser.add_argument("--samples", type=int, default=8)
+    model_parser.add_argument("--temperature", type=float, default=0.5)
+    model_parser.add_argument("--seed", type=int, default=0)
+    toy_parser = commands.add_parser("toy", help="decode an exact toy model under every rule, then IMH")
+    toy_parser.add_argument("--samples", type=int, default=4)
+    toy_parser.add_argument("--temperature", type=float, default=0.5)
+    toy_parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "demo":
+        model_demo(args.problems, args.samples, args.temperature, args.seed)
+    elif args.command == "toy":
         demo(args.samples, args.temperature, args.seed)
     return 0
 

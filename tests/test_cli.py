@@ -12,7 +12,7 @@ from dllm_mcmc.cli import main
 def demo_text():
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert main(["demo", "--samples", "3", "--temperature", "0.5", "--seed", "0"]) == 0
+        assert main(["toy", "--samples", "3", "--temperature", "0.5", "--seed", "0"]) == 0
     return out.getvalue()
 
 
@@ -30,3 +30,15 @@ def test_demo_imh_beats_local_tempering(demo_text):
     line = next(line for line in demo_text.splitlines() if "TV to the exact target" in line)
     imh, local, iid = (float(number) for number in re.findall(r"\d+\.\d+", line))
     assert imh < local and imh < 2 * iid
+
+
+def test_model_demo_decodes_test_problems_with_every_rule():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["demo", "--problems", "1", "--samples", "4"]) == 0
+    text = out.getvalue()
+    for family in ("countdown", "arith", "program"):
+        assert f"[{family}]" in text
+    rows = re.findall(r"^  (random|confidence|imh) +(\d+)/(\d+) correct", text, flags=re.M)
+    assert len(rows) == 9 and all(int(total) == 4 and 0 <= int(k) <= 4 for _, k, total in rows)
+    assert "imh pass@1" in text.splitlines()[-1]
