@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..denoisers.base import Denoiser, check_logits, denoiser_device, model_log_probs
 from .config import DecodeConfig
-from .rules import NEG_INF, position_rule, sample_tokens
+from .rules import NEG_INF, position_rule, proposal_log_probs, sample_tokens
 from .trajectory import Trajectory
 
 
@@ -189,6 +189,7 @@ def _run(
     device = prompt_rows.device
     vocab_size = int(denoiser.vocab_size)
     mask_id = int(denoiser.mask_id)
+    suppressed = int(denoiser.eos_id) if config.suppress_eos else None
     rows = torch.arange(num_rows, device=device)[:, None]
     canvas = torch.cat(
         [prompt_rows, torch.full((num_rows, gen_length), mask_id, dtype=torch.long, device=device)],
@@ -217,7 +218,7 @@ def _run(
             forced_rows = (committed < forced[2])[:, None] if sampling else None
         if rule is None:  # confidence: draw everywhere, keep the most confident draws
             position_log_prob = torch.zeros(num_rows, device=device)
-            log_q = _proposal_log_probs(log_p, denoiser, config)
+            log_q = proposal_log_probs(log_p, config.temperature, suppressed)
             if sampling:
                 drawn = sample_tokens(log_q, generator)
                 confidence = log_p.gather(-1, drawn[..., None]).squeeze(-1)
@@ -232,7 +233,7 @@ def _run(
             positions = _merge(forced_rows, forced_positions, positions)
             position_log_prob = rule.log_prob(log_p, eligible, positions)
             # the proposal is needed only where tokens are committed: [S, k, V], not [S, block, V]
-            log_q = _proposal_log_probs(log_p[rows, positions], denoiser, config)
+            log_q = proposal_log_probs(log_p[rows, positions], config.temperature, suppressed)
             if sampling:
                 tokens = sample_tokens(log_q, generator)
         # NaN anywhere survives a max; +inf logits and all -inf rows turn into NaN in log_softmax
@@ -273,14 +274,6 @@ def _merge(forced_rows, forced_value, free_value):
     if free_value is None or forced_rows is None:
         return forced_value
     return torch.where(forced_rows, forced_value, free_value)
-
-
-def _proposal_log_probs(log_p: torch.Tensor, denoiser: Denoiser, config: DecodeConfig) -> torch.Tensor:
-    """Proposal log-probs ``log q_j(v) = log softmax(log p_j(v) / τ)``, EOS removed if asked."""
-    proposal_logits = log_p / config.temperature
-    if config.suppress_eos:
-        proposal_logits[..., int(denoiser.eos_id)] = NEG_INF
-    return proposal_logits.log_softmax(-1)
 
 
 def _check_forced_positions(positions: torch.Tensor, eligible: torch.Tensor, step: int) -> None:

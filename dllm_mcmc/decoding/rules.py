@@ -124,6 +124,15 @@ def position_rule(name: str, position_temperature: float, position_score: str) -
     return PositionRule(SCORES[name], None)
 
 
+def proposal_log_probs(log_p: torch.Tensor, temperature: float, suppressed: int | None = None) -> torch.Tensor:
+    """The decoder's token proposal ``log q_j(v) = log softmax(log p_j(v) / τ)``, optionally with
+    one token (EOS) given probability zero."""
+    proposal_logits = log_p / temperature
+    if suppressed is not None:
+        proposal_logits[..., suppressed] = NEG_INF
+    return proposal_logits.log_softmax(-1)
+
+
 def sample_tokens(log_q: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Draw one token per row of ``log_q [..., V]`` by the Gumbel-max trick.
 

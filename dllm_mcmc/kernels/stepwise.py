@@ -92,7 +92,7 @@ from __future__ import annotations
 
 import torch
 
-from ..decoding.rules import position_rule, sample_tokens
+from ..decoding.rules import position_rule, proposal_log_probs, sample_tokens
 from ..denoisers.base import check_logits, forward_in_chunks, model_log_probs
 from ..target import TemperedTarget
 from .base import TargetKernel, check_positive_int, independent_log_ratio
@@ -252,7 +252,7 @@ class Stepwise(TargetKernel):
             log_position = log_position + self.rule.log_prob(log_p, eligible, chosen)
             position = chosen[:, 0] + start
             log_p_i = log_p[rows, chosen[:, 0]]  # [C, V]
-            log_q_i = (log_p_i / self.proposal.temperature).log_softmax(-1)
+            log_q_i = proposal_log_probs(log_p_i, self.proposal.temperature)
             candidates = sample_tokens(
                 log_q_i[:, None].expand(num_rows, num_candidates, -1), generator
             )  # [C, K]
