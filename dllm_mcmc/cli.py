@@ -1,4 +1,5 @@
-"""Command line: ``dllm-mcmc demo`` (the bundled model) and ``dllm-mcmc toy`` (an exact toy).
+"""Command line: ``dllm-mcmc demo`` (the bundled model), ``dllm-mcmc toy`` (an exact toy),
+``dllm-mcmc eval CONFIG`` (the experiment runner) and ``dllm-mcmc report RESULTS`` (its report).
 
 Also ``python -m dllm_mcmc demo``.
 """
@@ -79,7 +80,7 @@ def model_demo(problems: int, samples: int, temperature: float, seed: int, out=N
     4 chains, after a short warm-up.
     """
     from .models import load_model
-    from .models.evaluate import pass_at_k
+    from .eval.passk import pass_at_k
     from .runner import sample
     from .tasks import FAMILIES
 
@@ -113,6 +114,27 @@ def model_demo(problems: int, samples: int, temperature: float, seed: int, out=N
           file=out)
 
 
+def run_eval(args: argparse.Namespace) -> int:
+    """``dllm-mcmc eval``: load the config, apply the flags, run what is not done yet."""
+    from .eval.experiment import load_config, run_experiment
+
+    overrides = {key: getattr(args, key) for key in ("output", "model", "samples", "problems", "seed")}
+    if args.tasks:
+        overrides["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    config = load_config(args.config, overrides)
+    if args.methods:
+        wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+        known = {m.get("name"): m for m in config["methods"]}
+        missing = [m for m in wanted if m not in known]
+        if missing:
+            raise SystemExit(f"--methods: {', '.join(missing)} not in the config ({', '.join(map(str, known))})")
+        config["methods"] = [known[m] for m in wanted]
+    summary = run_experiment(config, progress=not args.no_progress)
+    print(f"{summary.ran} problem-method units drawn, {summary.skipped} already done; "
+          f"{summary.records} records in {summary.output} ({summary.seconds:.1f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dllm-mcmc", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -125,7 +147,33 @@ def main(argv: list[str] | None = None) -> int:
     toy_parser.add_argument("--samples", type=int, default=4)
     toy_parser.add_argument("--temperature", type=float, default=0.5)
     toy_parser.add_argument("--seed", type=int, default=0)
+    eval_parser = commands.add_parser("eval", help="methods x tasks x n samples from a TOML/YAML config; resumable")
+    eval_parser.add_argument("config", help="a TOML or YAML file (see docs/evaluation.md)")
+    eval_parser.add_argument("--out", dest="output", help="results JSONL (overrides the config's output)")
+    eval_parser.add_argument("--model")
+    eval_parser.add_argument("--samples", type=int)
+    eval_parser.add_argument("--problems", type=int, help="problems per task (default: the whole test set)")
+    eval_parser.add_argument("--seed", type=int)
+    eval_parser.add_argument("--tasks", help="comma-separated task names, replacing the config's")
+    eval_parser.add_argument("--methods", help="comma-separated method names: a subset of the config's")
+    eval_parser.add_argument("--no-progress", action="store_true")
+    report_parser = commands.add_parser("report", help="markdown table and plots from an eval results file")
+    report_parser.add_argument("results", nargs="+", help="JSONL files written by dllm-mcmc eval (read as one)")
+    report_parser.add_argument("--out", help="folder for report.md and the plots (default: beside the first file)")
     args = parser.parse_args(argv)
+    if args.command == "eval":
+        return run_eval(args)
+    if args.command == "report":
+        from pathlib import Path
+
+        from .eval.report import write_report
+
+        first = Path(args.results[0])
+        out = Path(args.out) if args.out else first.with_name(first.stem + "-report")
+        path = write_report(args.results, out)
+        print(path.read_text())
+        print(f"Written: {path} and its plots")
+        return 0
     if args.command == "demo":
         model_demo(args.problems, args.samples, args.temperature, args.seed)
     elif args.command == "toy":

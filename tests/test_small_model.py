@@ -1,13 +1,10 @@
 """The bundled model's architecture, tokenizer, training path and loader (tiny configurations)."""
 
-import math
-
 import pytest
 import torch
 
 from dllm_mcmc import decode
 from dllm_mcmc.models import CharTokenizer, SmallConfig, SmallDLM, load_small_model
-from dllm_mcmc.models.evaluate import pass_at_k
 from dllm_mcmc.models.train import main as train_main
 from dllm_mcmc.tasks import ALPHABET, FAMILIES
 
@@ -46,6 +43,7 @@ def test_training_lowers_the_loss_and_the_result_loads_and_decodes(tmp_path):
     assert last < first - 0.3, (first, last)  # from ~log(26) = 3.26 towards the data's entropy
     model, tokenizer, config = load_small_model(tmp_path)
     assert config["training"]["steps"] == 80 and not model.training
+    assert (tmp_path / "loss.png").stat().st_size > 5000  # the loss curve the model card shows
     family = FAMILIES["arith"]
     problem = family.generate("test", 1, seed=0)[0]
     prompt = torch.tensor(tokenizer.encode_prompt(family.format_prompt(problem), config["prompt_length"]))
@@ -60,16 +58,10 @@ def test_load_refuses_a_directory_without_weights(tmp_path):
         load_small_model(tmp_path)
 
 
-def test_pass_at_k_matches_the_combinatorial_formula():
-    for n, c, k in [(16, 0, 1), (16, 3, 1), (16, 3, 4), (16, 15, 4), (16, 16, 16), (10, 2, 5)]:
-        expected = 1 - math.comb(n - c, k) / math.comb(n, k)
-        assert abs(pass_at_k(n, c, k) - expected) < 1e-12
-
-
 # Near-greedy accuracy of the bundled model on 50 test problems per family (rule top_prob at
-# τ = 1e-3, batched), measured when it was trained: countdown 0.58, arith 0.74, program 0.88.
+# τ = 1e-3, batched), measured when it was trained: countdown 0.52, arith 0.86, program 0.44.
 # The floors sit about two binomial standard errors (≈ 0.07 at n = 50) below.
-GREEDY_FLOORS = {"countdown": 0.45, "arith": 0.60, "program": 0.75}
+GREEDY_FLOORS = {"countdown": 0.38, "arith": 0.72, "program": 0.30}
 
 
 @pytest.mark.parametrize("family_name", sorted(GREEDY_FLOORS))

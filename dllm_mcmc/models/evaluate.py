@@ -3,7 +3,9 @@
 For each family, ``--problems`` test problems, ``--samples`` decodes per problem (one batched decode
 per problem) with each ``--rules`` at token temperature ``--temperature``, one token per step.
 Prints, per family and rule: Pass@1 (mean correctness), unbiased Pass@k (Chen et al. 2021,
-``1 − C(n−c, k)/C(n, k)``) and distinct extracted answers per problem. ``--greedy`` also reports
+``1 − C(n−c, k)/C(n, k)``, `dllm_mcmc.eval.passk`) with its standard error over problems, and distinct
+extracted answers per problem. ``--sample-seed`` changes the draws but not the problems (``--seed``), to
+measure the sampling noise of the table. ``--greedy`` also reports
 near-greedy accuracy (rule top_prob at τ = 1e-3: an approximation of argmax decoding, since the
 decoder requires τ > 0).
 """
@@ -11,20 +13,20 @@ decoder requires τ > 0).
 from __future__ import annotations
 
 import argparse
-import math
+import statistics
 
 import torch
 
 from ..decoding import decode
+from ..eval.passk import pass_at_k
 from ..tasks import FAMILIES
 from .load import load_small_model
 
 
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k for ``c`` correct of ``n`` samples."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))
+def mean_and_error(values: list[float]) -> str:
+    """``mean ± standard error over problems``."""
+    error = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+    return f"{statistics.fmean(values):.3f} ± {error:.3f}"
 
 
 def score(model, tokenizer, config, family_name, rule, temperature, problems, samples, seed):
@@ -41,8 +43,8 @@ def score(model, tokenizer, config, family_name, rule, temperature, problems, sa
             if k <= samples:
                 passes[k].append(pass_at_k(samples, correct, k))
         distinct.append(len({family.extract_answer(text) for text in texts}))
-    return {f"pass@{k}": sum(v) / len(v) if v else None for k, v in passes.items()} | {
-        "distinct": sum(distinct) / len(distinct)}
+    return {f"pass@{k}": mean_and_error(v) if v else None for k, v in passes.items()} | {
+        "distinct": f"{sum(distinct) / len(distinct):.2f}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,20 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=0.5)
     parser.add_argument("--rules", default="random,confidence")
     parser.add_argument("--greedy", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="which test problems (and, by default, the draws)")
+    parser.add_argument("--sample-seed", type=int, default=None, help="seed of the draws (default: --seed)")
+    parser.add_argument("--families", default=",".join(FAMILIES))
     args = parser.parse_args(argv)
+    sample_seed = args.seed if args.sample_seed is None else args.sample_seed
     model, tokenizer, config = load_small_model(args.model)
     print("| family | rule | pass@1 | pass@4 | pass@16 | distinct answers |")
     print("|---|---|---|---|---|---|")
-    for name, family in FAMILIES.items():
+    for name in args.families.split(","):
+        family = FAMILIES[name]
         problems = family.generate("test", args.problems, seed=args.seed)
         runs = [(rule, args.temperature, args.samples) for rule in args.rules.split(",")]
         if args.greedy:
             runs.insert(0, ("top_prob", 1e-3, 1))
         for rule, temperature, samples in runs:
-            result = score(model, tokenizer, config, name, rule, temperature, problems, samples, args.seed)
+            result = score(model, tokenizer, config, name, rule, temperature, problems, samples, sample_seed)
             label = "greedy≈" if temperature < 0.01 else rule
-            print(f"| {name} | {label} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in result.values()) + " |")
+            print(f"| {name} | {label} | " + " | ".join("-" if v is None else v for v in result.values()) + " |")
     return 0
 
 

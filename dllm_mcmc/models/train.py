@@ -112,6 +112,7 @@ def train(out: Path, steps: int, minutes: float, batch_size: int, lr: float, see
     model.eval()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     (out / "loss.csv").write_text("\n".join(",".join(map(str, row)) for row in log) + "\n")
+    plot_loss(out / "loss.csv", out / "loss.png")
     (out / "config.json").write_text(json.dumps({
         "architecture": config.as_dict(), "alphabet": ALPHABET, "prompt_length": prompt_length,
         "response_length": response_length,
@@ -119,6 +120,26 @@ def train(out: Path, steps: int, minutes: float, batch_size: int, lr: float, see
                      "lr": lr, "seed": seed, "final_loss": round(average, 4)},
     }, indent=2))
     return model
+
+
+def plot_loss(csv: Path, png: Path) -> None:
+    """Plot the smoothed training loss of ``loss.csv`` (step, seconds, loss) against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [line.split(",") for line in csv.read_text().split()[1:]]  # after the header
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    axis.plot([int(r[0]) for r in rows], [float(r[2]) for r in rows])
+    axis.set_yscale("log")
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss (EMA 0.98)")
+    axis.set_title("MDLM training loss")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(png, dpi=100)
+    plt.close(figure)
 
 
 def main(argv: list[str] | None = None) -> int:

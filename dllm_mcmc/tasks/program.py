@@ -29,7 +29,8 @@ OPERATORS = "+-*"
 MAX_STATEMENTS = 16
 MAX_SOURCE_CHARS = 128
 MAX_MAGNITUDE = 10**9
-VALUE_RANGE = range(0, 100)
+VALUE_RANGE = range(0, 1000)
+FIRST_VALUES = range(1, 21)
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
@@ -94,11 +95,15 @@ def run_program(source: str, trace: list[dict[str, int]] | None = None) -> int:
 
 
 class ProgramFamily(TaskFamily):
-    """Three assignments then a query; prompt ``"a=3;b=a+2;a=b*a;a?"``, answer ``"15"``.
+    """Three assignments then a query; prompt ``"a=13;b=a+9;a=b*a;a?"``, answer ``"286"``.
 
-    Generated programs set ``a`` to a digit, compute ``b`` from ``a`` and a digit, then update ``a``
-    or ``b`` from both; every intermediate value stays in 0..99. The space (~2.8 million programs) is
-    sampled, not enumerated.
+    Generated programs set ``a`` to a number 1-20, compute ``b`` from ``a`` (and ``a`` or a digit), then update
+    ``a`` or ``b`` from registers and digits; the query asks for the register the last statement wrote,
+    and that statement reads at least one register, so no answer can be copied from the prompt. Every
+    intermediate value stays in 0..999. The space (about 196,000 programs) is sampled, not enumerated.
+
+    The first version (``a`` a digit, values 0..99, any register queried) was too easy for the bundled
+    model (Pass@1 0.87); the larger numbers and the dependent query make it multi-digit arithmetic.
     """
 
     name = "program"
@@ -112,14 +117,22 @@ class ProgramFamily(TaskFamily):
 
     def sample_problem(self, rng: random.Random) -> Problem | None:
         digits = "123456789"
-        first = f"a={rng.choice(digits)}"
-        second = f"b={rng.choice('a' + digits)}{rng.choice(OPERATORS)}{rng.choice('a' + digits)}"
-        atoms = "ab" + digits
-        third = f"{rng.choice(REGISTERS)}={rng.choice(atoms)}{rng.choice(OPERATORS)}{rng.choice(atoms)}"
-        problem = self.make_problem(f"{first};{second};{third};{rng.choice(REGISTERS)}?")
+        first = f"a={rng.choice(FIRST_VALUES)}"
+        second = f"b={self._operands(rng, 'a', 'a' + digits)}"
+        written = rng.choice(REGISTERS)
+        third = f"{written}={self._operands(rng, REGISTERS, REGISTERS + digits)}"
+        problem = self.make_problem(f"{first};{second};{third};{written}?")
         if any(v not in VALUE_RANGE for state in problem.data["trace"] for v in state.values()):
             return None
         return problem
+
+    @staticmethod
+    def _operands(rng: random.Random, one_of: str, other_of: str) -> str:
+        """``x op y`` with one operand drawn from ``one_of`` (a register), in either order."""
+        left, right = rng.choice(one_of), rng.choice(other_of)
+        if rng.random() < 0.5:
+            left, right = right, left
+        return f"{left}{rng.choice(OPERATORS)}{right}"
 
     def check_answer(self, problem: Problem, answer: str) -> bool:
         if _INTEGER.fullmatch(answer) is None:
