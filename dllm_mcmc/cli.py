@@ -132,6 +132,10 @@ def run_eval(args: argparse.Namespace) -> int:
     summary = run_experiment(config, progress=not args.no_progress)
     print(f"{summary.ran} problem-method units drawn, {summary.skipped} already done; "
           f"{summary.records} records in {summary.output} ({summary.seconds:.1f} s)")
+    if args.report:
+        from .eval.report import write_report
+
+        print(f"Report: {write_report(summary.output, args.report)}")
     return 0
 
 
@@ -156,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_parser.add_argument("--seed", type=int)
     eval_parser.add_argument("--tasks", help="comma-separated task names, replacing the config's")
     eval_parser.add_argument("--methods", help="comma-separated method names: a subset of the config's")
+    eval_parser.add_argument("--report", metavar="DIR", help="then write the report of the results file into DIR")
     eval_parser.add_argument("--no-progress", action="store_true")
     report_parser = commands.add_parser("report", help="markdown table and plots from an eval results file")
     report_parser.add_argument("results", nargs="+", help="JSONL files written by dllm-mcmc eval (read as one)")

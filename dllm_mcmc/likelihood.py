@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import torch
 
-from .denoisers.base import Denoiser, forward_in_chunks, model_log_probs
+from .denoisers.base import Denoiser, MaxRows, forward_in_chunks, model_log_probs, resolve_max_rows
 
 LIKELIHOODS = ("order", "left_to_right", "elbo")
 
 
 def left_to_right_log_likelihood(
-    denoiser: Denoiser, prompt_rows: torch.Tensor, tokens: torch.Tensor, max_rows: int | None = None
+    denoiser: Denoiser, prompt_rows: torch.Tensor, tokens: torch.Tensor, max_rows: MaxRows = None
 ) -> torch.Tensor:
-    """``[B]`` chain-rule log-likelihood of ``tokens [B, L]`` along positions ``0..L-1``."""
+    """``[B]`` chain-rule log-likelihood of ``tokens [B, L]`` along positions ``0..L-1``; its ``B·L`` rows
+    go through the model in calls of at most ``max_rows`` rows (as in `dllm_mcmc.decode`)."""
     batch, length = tokens.shape
     reveal = torch.arange(length, device=tokens.device)
     # row (b, i) shows x_<i and masks x_>=i
@@ -52,7 +53,7 @@ def elbo_log_likelihood(
     tokens: torch.Tensor,
     num_samples: int,
     generator: torch.Generator,
-    max_rows: int | None = None,
+    max_rows: MaxRows = None,
 ) -> torch.Tensor:
     """``[B]`` Monte-Carlo ELBO of ``tokens [B, L]`` with ``num_samples`` maskings each (approximate)."""
     batch, length = tokens.shape
@@ -77,6 +78,7 @@ def _masked_token_log_probs(
 ):
     """Σ over ``counted`` positions of ``log p(x_i | canvas)``, for each of the expanded rows."""
     batch, length = tokens.shape
+    max_rows = resolve_max_rows(denoiser, max_rows, canvases.shape[1])
     logits = forward_in_chunks(denoiser, canvases, max_rows)[:, prompt_length:]
     log_p = model_log_probs(logits, int(denoiser.mask_id)).reshape(batch, rows_per_sequence, length, -1)
     token_log_p = log_p.gather(-1, tokens[:, None, :, None].expand(-1, rows_per_sequence, -1, 1)).squeeze(-1)

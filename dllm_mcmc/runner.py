@@ -52,9 +52,11 @@ def sample(
         rule, block_length, tokens_per_step, position_temperature, position_score: the decoding
             rule (the proposal, and the target's order law).
         likelihood: ``order``, ``left_to_right`` or ``elbo`` (approximate).
-        options: further `TemperedTarget` options (``elbo_samples``, ``max_rows``) and options of
-            the named kernel (IMH: ``proposal_batch``; power: ``moves_per_draw``; stepwise:
-            ``num_candidates``, ``suffix``, ``selection``, ``suffix_scope``).
+        options: further `TemperedTarget` options (``elbo_samples``; ``max_rows``: the largest
+            batch of one forward call of every kernel, a positive int, ``"auto"`` from the free CUDA
+            memory, or ``None`` for no split) and options of the named kernel (IMH:
+            ``proposal_batch``; power: ``moves_per_draw``; stepwise: ``num_candidates``, ``suffix``,
+            ``selection``, ``suffix_scope``).
 
     Returns:
         `Result` with ``tokens [C, S, L]`` and per-draw ``stats`` ``[C, S]``.

@@ -49,7 +49,7 @@ from .decoding.config import DecodeConfig
 from .decoding.decode import _prompt_rows
 from .decoding.rules import position_rule
 from .decoding.trajectory import Trajectory
-from .denoisers.base import Denoiser, check_logits, model_log_probs
+from .denoisers.base import Denoiser, MaxRows, forward_in_chunks, model_log_probs, resolve_max_rows
 from .denoisers.metered import MeteredDenoiser
 from .likelihood import LIKELIHOODS, elbo_log_likelihood, left_to_right_log_likelihood
 
@@ -74,7 +74,11 @@ class TemperedTarget:
             law ``u`` (a decoding rule; ``confidence`` is refused).
         elbo_samples: maskings per sequence for ``elbo``.
         seed: seeds the ELBO's maskings.
-        max_rows: largest batch for the extra likelihood forward calls (``None``: one call).
+        max_rows: largest batch of one forward call, for the kernels over this target (their
+            decodes, candidate calls and replays) and the likelihood calls: ``None`` (no split), a
+            positive int, or ``"auto"`` (from the free CUDA memory when the target is built, ``None``
+            off CUDA; see `dllm_mcmc.denoisers.base.auto_max_rows`). ``self.max_rows`` holds the
+            resolved number.
     """
 
     def __init__(
@@ -91,7 +95,7 @@ class TemperedTarget:
         position_score: str = "top_prob",
         elbo_samples: int = 16,
         seed: int = 0,
-        max_rows: int | None = None,
+        max_rows: MaxRows = None,
     ) -> None:
         if rule == "confidence":
             raise ValueError(CONFIDENCE_REFUSAL)
@@ -116,7 +120,7 @@ class TemperedTarget:
         self.temperature = float(temperature)
         self.likelihood = likelihood
         self.elbo_samples = elbo_samples
-        self.max_rows = max_rows
+        self.max_rows = resolve_max_rows(self.denoiser, max_rows, self.prompt.numel() + gen_length)
         self._elbo_generator = torch.Generator(device=self.prompt.device).manual_seed(seed)
 
     @property
@@ -151,12 +155,13 @@ class TemperedTarget:
         """The Pyro program of the target: decoding at τ = 1 plus a tempering factor."""
         config = self.order_law
         rule = position_rule(config.rule, config.position_temperature, config.position_score)
-        mask_id, vocab_size = int(self.denoiser.mask_id), int(self.denoiser.vocab_size)
+        mask_id = int(self.denoiser.mask_id)
         prompt_length, length = self.prompt.numel(), self.gen_length
         device = self.prompt.device
         rows = torch.arange(num_rows, device=device)
         canvas = torch.cat(
-            [self.prompt_rows(num_rows), torch.full((num_rows, length), mask_id, device=device)], dim=1
+            [self.prompt_rows(num_rows), torch.full((num_rows, length), mask_id, dtype=torch.long, device=device)],
+            dim=1,
         )
         response = canvas[:, prompt_length:]
         order = torch.empty(num_rows, length, dtype=torch.long, device=device)
@@ -164,7 +169,7 @@ class TemperedTarget:
         commit = 0
         with pyro.plate("rows", num_rows):
             for start, end, k in config.schedule(length):
-                logits = check_logits(self.denoiser(canvas), num_rows, canvas.shape[1], vocab_size)
+                logits = forward_in_chunks(self.denoiser, canvas, self.max_rows)
                 log_p = model_log_probs(logits[:, prompt_length:], mask_id)
                 in_block = (torch.arange(length, device=device) >= start) & (torch.arange(length, device=device) < end)
                 available = (response == mask_id) & in_block

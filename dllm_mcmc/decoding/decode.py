@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from ..denoisers.base import Denoiser, check_logits, denoiser_device, model_log_probs
+from ..denoisers.base import Denoiser, MaxRows, denoiser_device, forward_in_chunks, model_log_probs, resolve_max_rows
 from .config import DecodeConfig
 from .rules import NEG_INF, position_rule, proposal_log_probs, sample_tokens
 from .trajectory import Trajectory
@@ -49,6 +49,7 @@ def decode(
     position_score: str = "top_prob",
     suppress_eos: bool = False,
     progress: bool = False,
+    max_rows: MaxRows = None,
 ) -> Trajectory:
     """Decode ``num_samples`` responses of ``gen_length`` tokens after ``prompt``.
 
@@ -62,11 +63,18 @@ def decode(
         tokens_per_step: positions committed per forward call.
         num_samples: ``S``, rows decoded together (one forward call of batch ``S`` per step).
         generator: the source of every random draw; ``None`` seeds a new one from torch's
-            global generator (so ``torch.manual_seed`` makes the call reproducible).
+            global generator (so ``torch.manual_seed`` makes the call reproducible). Draws are
+            made on the denoiser's device; a generator on another device type (a CPU generator
+            for a CUDA model) seeds, by one draw, a generator there (see `_generator`).
         position_temperature, position_score: the ``stochastic`` rule's softmax temperature and
             score.
         suppress_eos: never propose ``denoiser.eos_id``.
         progress: show a progress bar over steps.
+        max_rows: largest batch of one forward call: ``None`` (the ``S`` rows in one call), a
+            positive int (each step's call split into micro-batches), or ``"auto"`` (from the
+            free CUDA memory, ``None`` on other devices; see `dllm_mcmc.denoisers.base.auto_max_rows`).
+            Results do not depend on it (beyond the model's batch-dependence of floating point);
+            ``nfe`` counts steps, not micro-batches.
 
     Returns:
         A `Trajectory` with tokens, order, per-step ``log q`` and ``log p``, and NFE.
@@ -93,7 +101,7 @@ def decode(
         raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
     prompt_rows = _prompt_rows(denoiser, prompt, num_samples)
     generator = _generator(generator, prompt_rows.device)
-    return _run(denoiser, prompt, prompt_rows, gen_length, config, generator, None, progress)
+    return _run(denoiser, prompt, prompt_rows, gen_length, config, generator, None, progress, max_rows)
 
 
 def replay(
@@ -102,6 +110,7 @@ def replay(
     tokens: torch.Tensor,
     order: torch.Tensor,
     config: DecodeConfig | None = None,
+    max_rows: MaxRows = None,
     **options,
 ) -> Trajectory:
     """Teacher-force ``tokens`` in ``order`` through the decoder and return their record.
@@ -109,7 +118,7 @@ def replay(
     Gives ``log q`` and ``log p`` of any (order, tokens) pair, for example a state an MCMC
     kernel did not propose itself. ``config`` (or the keyword ``options`` of `decode`) must be
     those of the decoder whose density is wanted. A deterministic rule gives ``-inf`` to an
-    order it would not have chosen.
+    order it would not have chosen. ``max_rows`` as in `decode`.
 
     Example:
         >>> import torch
@@ -128,12 +137,10 @@ def replay(
         raise ValueError(
             f"tokens and order must both be [S, L]; got {tuple(tokens.shape)} and {tuple(order.shape)}"
         )
-    sorted_order = order.sort(-1).values
-    if not (sorted_order == torch.arange(order.shape[1], device=order.device)).all():
-        raise ValueError("order: every row must be a permutation of 0..L-1")
+    _check_order(order, config)
     prompt_rows = _prompt_rows(denoiser, prompt, tokens.shape[0])
     forced = (tokens.to(prompt_rows.device), order.to(prompt_rows.device), None)
-    return _run(denoiser, prompt, prompt_rows, tokens.shape[1], config, None, forced, False)
+    return _run(denoiser, prompt, prompt_rows, tokens.shape[1], config, None, forced, False, max_rows)
 
 
 def redecode(
@@ -143,6 +150,7 @@ def redecode(
     keep_steps: torch.Tensor,
     generator: torch.Generator,
     config: DecodeConfig | None = None,
+    max_rows: MaxRows = None,
 ) -> Trajectory:
     """Keep the first ``keep_steps[s]`` steps of each row of ``trajectory`` and decode the rest anew.
 
@@ -150,6 +158,7 @@ def redecode(
     later steps are sampled with ``config`` (default: the trajectory's own). The new record's
     steps from ``keep_steps[s]`` on are the density of re-decoding that suffix from the kept
     prefix: what a re-masking MH move needs for its forward and reverse proposal terms.
+    ``generator`` and ``max_rows`` as in `decode`.
 
     Example:
         >>> import torch
@@ -167,7 +176,8 @@ def redecode(
     commits_before = torch.tensor([0] + [k for _, _, k in schedule], device=prompt_rows.device).cumsum(0)
     keep_commits = commits_before[keep_steps.to(prompt_rows.device).clamp(0, len(schedule))]
     forced = (trajectory.tokens, trajectory.order, keep_commits)
-    return _run(denoiser, prompt, prompt_rows, trajectory.gen_length, config, generator, forced, False)
+    generator = _generator(generator, prompt_rows.device)
+    return _run(denoiser, prompt, prompt_rows, trajectory.gen_length, config, generator, forced, False, max_rows)
 
 
 @torch.no_grad()  # decoding never needs gradients, whatever the denoiser
@@ -180,15 +190,20 @@ def _run(
     generator: torch.Generator | None,
     forced: tuple[torch.Tensor, torch.Tensor] | None,
     progress: bool,
+    max_rows: MaxRows = None,
 ) -> Trajectory:
-    """The decoding loop, shared by sampling (``forced=None``) and replay."""
+    """The decoding loop, shared by sampling (``forced=None``) and replay.
+
+    Everything it creates lives on the prompt rows' device (the denoiser's), and nothing in the
+    loop waits for the device: no tensor value is read on the host until the NaN flags after it.
+    """
     steps = config.schedule(gen_length)
     if config.suppress_eos and getattr(denoiser, "eos_id", None) is None:
         raise ValueError("suppress_eos=True but the denoiser has no eos_id")
     num_rows, prompt_length = prompt_rows.shape
     device = prompt_rows.device
-    vocab_size = int(denoiser.vocab_size)
     mask_id = int(denoiser.mask_id)
+    max_rows = resolve_max_rows(denoiser, max_rows, prompt_length + gen_length)
     suppressed = int(denoiser.eos_id) if config.suppress_eos else None
     rows = torch.arange(num_rows, device=device)[:, None]
     canvas = torch.cat(
@@ -200,24 +215,23 @@ def _run(
         config.rule, config.position_temperature, config.position_score
     )
     order = torch.empty(num_rows, gen_length, dtype=torch.long, device=device)
-    log_q_steps = torch.empty(num_rows, len(steps), device=device)
-    log_p_steps = torch.empty(num_rows, len(steps), device=device)
-    log_position_steps = torch.empty(num_rows, len(steps), device=device)
+    log_q_steps = torch.empty(num_rows, len(steps), dtype=torch.float32, device=device)
+    log_p_steps = torch.empty_like(log_q_steps)
+    log_position_steps = torch.empty_like(log_q_steps)
     invalid = []  # per-step flags, checked once at the end: no host sync inside the loop
     committed = 0
     for step, (start, end, k) in enumerate(tqdm(steps, desc=f"decode[{config.rule}]", disable=not progress)):
-        logits = check_logits(denoiser(canvas), num_rows, canvas.shape[1], vocab_size)
+        logits = forward_in_chunks(denoiser, canvas, max_rows)
         log_p = model_log_probs(logits[:, prompt_length + start : prompt_length + end], mask_id)
+        del logits  # log_p is a new tensor: free the [S, N, V] logits before the next step's call
         eligible = response[:, start:end] == mask_id
         sampling = forced is None or forced[2] is not None
         forced_rows = forced_positions = None
-        if forced is not None:
+        if forced is not None:  # replay's order was validated once, before the loop
             forced_positions = forced[1][:, committed : committed + k] - start
-            if forced[2] is None:  # replay: every step forced, validate the given order
-                _check_forced_positions(forced_positions, eligible, step)
             forced_rows = (committed < forced[2])[:, None] if sampling else None
         if rule is None:  # confidence: draw everywhere, keep the most confident draws
-            position_log_prob = torch.zeros(num_rows, device=device)
+            position_log_prob = torch.zeros(num_rows, dtype=torch.float32, device=device)
             log_q = proposal_log_probs(log_p, config.temperature, suppressed)
             if sampling:
                 drawn = sample_tokens(log_q, generator)
@@ -276,11 +290,24 @@ def _merge(forced_rows, forced_value, free_value):
     return torch.where(forced_rows, forced_value, free_value)
 
 
-def _check_forced_positions(positions: torch.Tensor, eligible: torch.Tensor, step: int) -> None:
-    inside = (positions >= 0) & (positions < eligible.shape[1])
-    if not inside.all() or not eligible.gather(1, positions).all():
+def _check_order(order: torch.Tensor, config: DecodeConfig) -> None:
+    """Refuse an order that is not a permutation per row, or that commits a position outside the
+    block of its step, with one host read before the loop (a permutation never refills a position)."""
+    length = order.shape[1]
+    # per commit (column of order): its step and the bounds of that step's block
+    commits = [(step, start, end) for step, (start, end, k) in enumerate(config.schedule(length)) for _ in range(k)]
+    step_of, starts, ends = zip(*commits)
+    bounds = torch.tensor([starts, ends], device=order.device)
+    permutation = (order.sort(-1).values == torch.arange(length, device=order.device)).all()
+    outside = ((order < bounds[0]) | (order >= bounds[1])).any(0)
+    is_permutation, any_outside, first_outside = torch.stack(
+        [permutation.long(), outside.any().long(), outside.long().argmax()]
+    ).tolist()
+    if not is_permutation:
+        raise ValueError("order: every row must be a permutation of 0..L-1")
+    if any_outside:
         raise ValueError(
-            f"order: step {step} commits a position outside the current block or already filled"
+            f"order: step {step_of[first_outside]} commits a position outside the current block or already filled"
         )
 
 
@@ -309,14 +336,22 @@ def _prompt_rows(denoiser: Denoiser, prompt: torch.Tensor | None, num_rows: int)
 
 
 def _generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
+    """The generator that draws on ``device``: ``generator`` itself when it lives on that device
+    type; else a generator on ``device`` seeded by one 62-bit draw from ``generator`` (``None``:
+    from torch's global generator).
+
+    A generator is bound to its device: a CPU one cannot fill a CUDA tensor. Drawing on the CPU
+    and copying each step's noise (``[S, block, V]`` float64 for ``confidence``) to the device would
+    cost a transfer and a host wait per step, so the draws stay on the device and a foreign
+    generator only seeds them. The same seed gives the same result on a given device type (CPU
+    and CUDA streams differ), and the caller's generator advances, so successive calls differ.
+    """
     if generator is None:
         seed = int(torch.randint(0, 2**62, (1,)))
         return torch.Generator(device=device).manual_seed(seed)
     if not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if torch.device(generator.device).type != device.type:
-        raise ValueError(
-            f"generator is on {generator.device} but decoding runs on {device}; "
-            f"use torch.Generator(device={str(device)!r})"
-        )
-    return generator
+    if torch.device(generator.device).type == device.type:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    return torch.Generator(device=device).manual_seed(seed)

@@ -10,6 +10,13 @@ The model stays on its device and in its dtype; logits are upcast to float32 for
 sampler. The model is put in eval mode: dropout would make decoding depend on the global
 RNG instead of the caller's generator.
 
+Construction refuses a model whose rotary frequency buffers (any buffer named ``*inv_freq``)
+are non-finite or not strictly positive (`check_rotary_buffers`). Buffers are not weights:
+loaders rebuild them, and remote modeling code that a newer transformers no longer
+initialises leaves them as empty memory. Dream-7B loaded through ``trust_remote_code`` on
+transformers 5.x is the known case: the model loads without a warning and its logits are
+wrong. LLaDA and Dream have native loaders (`dllm_mcmc.models.native`) that avoid it.
+
 Example:
     >>> from transformers import BertConfig, BertForMaskedLM
     >>> config = BertConfig(vocab_size=20, hidden_size=16, num_hidden_layers=1,
@@ -30,6 +37,37 @@ def _first_not_none(*values):
     return next((value for value in values if value is not None), None)
 
 
+def check_rotary_buffers(model: torch.nn.Module) -> None:
+    """Raise a ValueError naming the buffer if a rotary ``*inv_freq`` buffer is not finite and > 0.
+
+    RoPE's inverse frequencies ``theta^(-2i/d)`` are all strictly positive (under every RoPE
+    scaling scheme too); NaN, infinite, zero or negative entries mean the buffer was never computed
+    (memory left uninitialised by a loader, as with Dream's remote code on transformers 5.x; fresh
+    allocations are often zeros). Uninitialised memory that happens to hold positive numbers passes:
+    the check is a cheap guard, not a proof. Buffers on the ``meta`` device are skipped.
+
+    >>> module = torch.nn.Module()
+    >>> module.register_buffer("inv_freq", torch.zeros(4))
+    >>> try:
+    ...     check_rotary_buffers(module)
+    ... except ValueError as error:
+    ...     print(str(error)[:59])
+    rotary buffer 'inv_freq' holds non-positive or non-finite v
+    """
+    for name, buffer in model.named_buffers():
+        if not name.endswith("inv_freq") or buffer.is_meta or buffer.numel() == 0:
+            continue
+        values = buffer.detach().float()
+        bad = int((~torch.isfinite(values) | (values <= 0)).sum())
+        if bad:
+            raise ValueError(
+                f"rotary buffer {name!r} holds non-positive or non-finite values ({bad} of {values.numel()} "
+                f"entries); it was not initialised when the model was loaded (a known failure of remote "
+                f"modeling code on newer transformers, e.g. Dream on 5.x), so the logits would be wrong. "
+                f"Load LLaDA / Dream with dllm_mcmc.models.native.load_native, or recompute the buffer"
+            )
+
+
 class HFDenoiser:
     """Wrap a transformers model (in memory) as a `Denoiser`.
 
@@ -39,6 +77,9 @@ class HFDenoiser:
         mask_id: the mask id; defaults to the tokenizer's, then ``config.mask_token_id``.
         shift_logits: ``True`` for Dream-style models (position ``i`` reads logits ``i - 1``).
         eos_id, pad_id: override the ids found on the tokenizer or config.
+
+    Raises:
+        ValueError: no mask id, or an uninitialised rotary buffer (`check_rotary_buffers`).
     """
 
     def __init__(
@@ -51,6 +92,7 @@ class HFDenoiser:
         pad_id: int | None = None,
     ) -> None:
         config = getattr(model, "config", None)
+        check_rotary_buffers(model)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.shift_logits = bool(shift_logits)

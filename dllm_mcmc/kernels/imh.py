@@ -43,7 +43,8 @@ class IMH(TargetKernel):
         target: the `TemperedTarget` (its order law is the proposal's).
         proposal_temperature: token temperature ``τ`` of the proposal decoder.
         num_chains: ``C``.
-        proposal_batch: proposals decoded per chain in one batched decode.
+        proposal_batch: proposals decoded per chain in one batched decode (its ``C × proposal_batch``
+            rows are split into forward calls of at most the target's ``max_rows``).
         seed: seeds the kernel's generator (proposals and accept/reject draws).
 
     Lifecycle (Pyro's): ``setup`` → ``initial_params`` → ``sample`` repeatedly → ``cleanup``.
@@ -85,7 +86,8 @@ class IMH(TargetKernel):
         """Start the chains at given ``tokens`` and ``order`` ``[C, L]`` (scored by replay)."""
         from ..decoding.decode import replay
 
-        traj = replay(self.target.denoiser, self.target.prompt, params["tokens"], params["order"], self.proposal)
+        traj = replay(self.target.denoiser, self.target.prompt, params["tokens"], params["order"], self.proposal,
+                      max_rows=self.target.max_rows)
         self._state = ChainState(traj.tokens, traj.order, self.target.log_density(traj), traj.log_q)
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -125,6 +127,7 @@ class IMH(TargetKernel):
             self.target.gen_length,
             num_samples=batch * chains,
             generator=self.generator,
+            max_rows=self.target.max_rows,
             **self.proposal.as_dict(),
         )
         log_target = self.target.log_density(traj)

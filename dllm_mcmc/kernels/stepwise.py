@@ -93,7 +93,7 @@ from __future__ import annotations
 import torch
 
 from ..decoding.rules import position_rule, proposal_log_probs, sample_tokens
-from ..denoisers.base import check_logits, forward_in_chunks, model_log_probs
+from ..denoisers.base import MaxRows, forward_in_chunks, model_log_probs, resolve_max_rows
 from ..target import TemperedTarget
 from .base import TargetKernel, check_positive_int, independent_log_ratio
 
@@ -118,10 +118,12 @@ class Stepwise(TargetKernel):
             ``"all"`` (the whole response).
         num_chains: ``C``, draws per `sample` call (rows decoded together).
         seed: seeds the kernel's generator (positions, candidates, selection).
-        dedupe: forward only the distinct candidate canvases (fewer rows, same calls).
-        max_rows: largest batch of one forward call (``None``: the whole step in one call;
-            a number splits a step into several calls). ``suffix="exact"`` chunks its
-            enumeration by it, or by the target's ``max_rows`` when it is ``None``.
+        dedupe: forward only the distinct candidate canvases (fewer rows, same calls; counting
+            them is one host read per step, the only one in the loop).
+        max_rows: largest batch of one forward call, for the candidate calls and the
+            ``suffix="exact"`` enumeration: a positive int (a step's ``C·K`` rows split into several
+            calls), ``"auto"`` (see `dllm_mcmc.denoisers.base.auto_max_rows`), or ``None``: the
+            target's ``max_rows`` (which is ``None``, one call per step, unless set there).
         max_suffix_completions: the largest ``V^m`` ``suffix="exact"`` may enumerate.
     """
 
@@ -139,7 +141,7 @@ class Stepwise(TargetKernel):
         num_chains: int = 1,
         seed: int = 0,
         dedupe: bool = False,
-        max_rows: int | None = None,
+        max_rows: MaxRows = None,
         max_suffix_completions: int = 100_000,
     ) -> None:
         super().__init__(target, proposal_temperature, num_chains, seed)
@@ -148,8 +150,6 @@ class Stepwise(TargetKernel):
             ("max_suffix_completions", max_suffix_completions),
         ):
             check_positive_int(name, value)
-        if max_rows is not None:
-            check_positive_int("max_rows", max_rows)
         for name, value, choices in (
             ("suffix", suffix, SUFFIXES),
             ("selection", selection, SELECTIONS),
@@ -172,7 +172,9 @@ class Stepwise(TargetKernel):
         self.dedupe = dedupe
         self.max_rows = max_rows
         self.max_suffix_completions = max_suffix_completions
-        self._suffix_rows = max_rows if max_rows is not None else target.max_rows
+        # one micro-batch size for every forward call of the kernel
+        self._rows = (target.max_rows if max_rows is None
+                      else resolve_max_rows(target.denoiser, max_rows, target.prompt.numel() + target.gen_length))
         self.rule = position_rule(order_law.rule, order_law.position_temperature, order_law.position_score)
         denoiser = target.denoiser
         self._mask_id = int(denoiser.mask_id)
@@ -278,6 +280,7 @@ class Stepwise(TargetKernel):
             chain_log_p = chain_log_p + log_p_c.gather(1, selected[:, None]).squeeze(1)
             if candidate_logits is not None:
                 logits = candidate_logits(selected)
+                candidate_logits = None  # frees the C·K candidate logits before the next step's call
         flags = torch.stack(invalid)
         if flags.any():
             raise ValueError(
@@ -298,10 +301,7 @@ class Stepwise(TargetKernel):
 
     @torch.no_grad()  # decoding never needs gradients, whatever the denoiser
     def _forward(self, canvases: torch.Tensor) -> torch.Tensor:
-        denoiser = self.target.denoiser
-        if self.max_rows is None:
-            return check_logits(denoiser(canvases), canvases.shape[0], canvases.shape[1], self._vocab_size)
-        return forward_in_chunks(denoiser, canvases, self.max_rows)
+        return forward_in_chunks(self.target.denoiser, canvases, self._rows)
 
     def _score_candidates(self, canvas, position, candidates, start, end, count):
         """``log S`` ``[C, K]`` of every candidate, and a function selected ``[C]`` -> the
@@ -327,11 +327,10 @@ class Stepwise(TargetKernel):
             inverse = torch.arange(canvases.shape[0], device=canvases.device)
         logits = self._forward(canvases)[:, prompt_length:]  # [U, L, V]
         response = canvases[:, prompt_length:]
-        in_scope = torch.zeros(response.shape[1], dtype=torch.bool, device=response.device)
-        if self.suffix_scope == "all":
-            in_scope[:] = True
-        else:
-            in_scope[start:end] = True
+        low, high = (0, response.shape[1]) if self.suffix_scope == "all" else (start, end)
+        columns = torch.arange(response.shape[1], device=response.device)
+        # compared, not assigned: `in_scope[low:high] = True` copies a host scalar at every step
+        in_scope = (columns >= low) & (columns < high)
         scope = (response == self._mask_id) & in_scope  # the same count in every row
         if self.suffix == "mean_field":
             log_suffix = self._mean_field(logits, scope, count)
@@ -365,7 +364,7 @@ class Stepwise(TargetKernel):
     ) -> torch.Tensor:
         """``log Σ_y p(y | canvas)^(1/T)`` over all completions ``y`` of the positions in scope,
         ``p(y | ·)`` by the chain rule left to right; ``[U]``. The canvases of every level are
-        deduplicated and pushed in chunks of ``max_rows`` (the kernel's, else the target's)."""
+        deduplicated and pushed in chunks of the kernel's micro-batch size (see ``max_rows``)."""
         num, width = canvases.shape
         prompt_length = self.target.prompt.numel()
         count = _scope_count(scope, count)
@@ -383,7 +382,7 @@ class Stepwise(TargetKernel):
                 at = index[:, 0]
             else:
                 level_rows, where = torch.unique(states.reshape(-1, width), dim=0, return_inverse=True)
-                level_logits = forward_in_chunks(self.target.denoiser, level_rows, self._suffix_rows)
+                level_logits = self._forward(level_rows)
                 level_logits = level_logits[:, prompt_length:]
                 # a distinct state's next position: its leftmost masked position in scope (the
                 # same for every state it stands for, since they are equal canvases)

@@ -1,12 +1,16 @@
-"""Load a trained small model directory (``model.safetensors`` + ``config.json``) as a `Denoiser`."""
+"""Load a model as a `Denoiser`: the bundled small model, a trained small-model directory, or a
+LLaDA / Dream checkpoint directory (read natively, `dllm_mcmc.models.native`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import torch
 from safetensors.torch import load_file
 
+from .native import NativeDenoiser, is_native_checkpoint, load_native, read_config
 from .small import CharTokenizer, SmallConfig, SmallDLM
 
 BUNDLED = Path(__file__).parent / "bundled"
@@ -17,17 +21,32 @@ def bundled_models() -> list[str]:
     return sorted(p.name for p in BUNDLED.iterdir() if (p / "model.safetensors").is_file())
 
 
-def load_model(name_or_path: str | Path) -> tuple[SmallDLM, CharTokenizer, dict]:
-    """A bundled model by name (offline, from the package) or a trained directory by path.
+def load_model(
+    name_or_path: str | Path,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[SmallDLM | NativeDenoiser, Any, dict]:
+    """A bundled model by name (offline, from the package), or a trained or LLaDA / Dream directory by path.
+
+    A directory whose ``config.json`` names LLaDA (``model_type: "llada"``) or Dream
+    (``model_type: "Dream"``) gives ``(NativeDenoiser, its transformers tokenizer or None, the
+    config.json dict)``, in ``dtype`` (default: as stored) on ``device`` (default: CPU); no code in the
+    directory runs. ``dtype`` and ``device`` apply to those directories only.
 
     Example:
         >>> model, tokenizer, config = load_model("tasks-small")
         >>> model.vocab_size, config["response_length"]
         (26, 16)
+        >>> denoiser, tokenizer, config = load_model("/models/Dream-v0-Instruct-7B", device="cuda")  # doctest: +SKIP
     """
+    path = Path(name_or_path)
+    if str(name_or_path) not in bundled_models() and is_native_checkpoint(path):
+        denoiser = load_native(path, dtype=dtype, device=device)
+        return denoiser, denoiser.tokenizer, read_config(path)
+    if dtype is not None or device is not None:
+        raise ValueError(f"dtype, device: options of LLaDA / Dream directories, not of {str(name_or_path)!r}")
     if str(name_or_path) in bundled_models():
         return load_small_model(BUNDLED / str(name_or_path))
-    path = Path(name_or_path)
     if path.is_dir():
         return load_small_model(path)
     raise ValueError(

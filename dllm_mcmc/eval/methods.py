@@ -1,0 +1,111 @@
+"""Decoding methods as the experiment runner sees them: plain decoding or an MCMC kernel.
+
+A method draws ``n`` samples of one prompt. ``sampler = "decode"`` runs one batched `decode` with the
+given rule (``random``, ``confidence``...). A kernel name (``imh``, ``power``, ``stepwise``) runs
+`dllm_mcmc.sample` with ``n`` independent chains and keeps each chain's state after ``warmup`` steps, so
+the ``n`` samples are independent, as unbiased pass@k assumes; each costs ``warmup + 1`` kernel steps
+(the stepwise kernel has no chain to warm up: each sample is one stepwise decode).
+
+>>> method = Method.from_config({"name": "imh", "sampler": "imh", "temperature": 0.5, "warmup": 3})
+>>> method.target_temperature, method.spec()["warmup"]
+(0.5, 3)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..decoding import RULES, decode
+from ..denoisers.base import denoiser_device
+from ..kernels import KERNELS
+from .engine import Engine
+
+DECODE_OPTIONS = ("block_length", "tokens_per_step", "position_temperature", "position_score", "max_rows")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the report: a sampler and its settings.
+
+    Attributes:
+        name: the label in records and tables.
+        sampler: ``"decode"`` or a kernel in `dllm_mcmc.kernels.KERNELS`.
+        rule: the decoding rule (the proposal's rule for kernels).
+        temperature: token temperature ``τ``.
+        target_temperature: ``T`` of the tempered target (kernels; defaults to ``τ``).
+        warmup: kernel steps before the kept state (kernels with a chain).
+        options: `decode` options (``block_length``, ``tokens_per_step``...) and kernel options.
+            ``max_rows`` (the largest batch of one forward call) defaults to ``"auto"``: split to fit
+            free GPU memory, never split on a CPU.
+    """
+
+    name: str
+    sampler: str = "decode"
+    rule: str = "random"
+    temperature: float = 0.5
+    target_temperature: float | None = None
+    warmup: int = 7
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.sampler != "decode" and self.sampler not in KERNELS:
+            raise ValueError(f"method {self.name!r}: sampler must be 'decode' or one of {', '.join(KERNELS)}, "
+                             f"got {self.sampler!r}")
+        if self.rule not in RULES:
+            raise ValueError(f"method {self.name!r}: rule must be one of {', '.join(RULES)}, got {self.rule!r}")
+        if self.sampler == "decode" and set(self.options) - set(DECODE_OPTIONS):
+            unknown = ", ".join(sorted(set(self.options) - set(DECODE_OPTIONS)))
+            raise ValueError(f"method {self.name!r}: {unknown} not an option of decode ({', '.join(DECODE_OPTIONS)})")
+        if self.target_temperature is None:
+            object.__setattr__(self, "target_temperature", self.temperature)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Method":
+        """A method from a config table; keys other than the fields go to ``options``."""
+        config = dict(config)
+        if "name" not in config:
+            raise ValueError(f"a method needs a name: {config}")
+        fields = {k: config.pop(k) for k in ("name", "sampler", "rule", "temperature", "target_temperature",
+                                              "warmup") if k in config}
+        return cls(**fields, options=config)
+
+    def spec(self) -> dict:
+        """Every setting that changes the samples (what the config hash covers)."""
+        spec = asdict(self)
+        if self.sampler == "decode":
+            spec.pop("target_temperature"), spec.pop("warmup")
+        return spec
+
+
+@dataclass(frozen=True)
+class Generation:
+    """``tokens [n, L]`` and their cost: sequential forward calls, forward rows and seconds for all ``n``."""
+
+    tokens: torch.Tensor
+    nfe: int
+    forward_rows: int
+    seconds: float
+
+
+def generate(method: Method, engine: Engine, prompt: torch.Tensor, samples: int, seed: int) -> Generation:
+    """Draw ``samples`` responses to ``prompt`` (``[P]`` ids) with ``method``; reproducible from ``seed``."""
+    from ..runner import sample
+
+    device = denoiser_device(engine.denoiser)
+    prompt = prompt if device is None else prompt.to(device)
+    options = {"max_rows": "auto", **method.options}
+    start = time.perf_counter()
+    if method.sampler == "decode":
+        trajectory = decode(engine.denoiser, prompt, engine.gen_length, rule=method.rule,
+                            temperature=method.temperature, num_samples=samples,
+                            generator=torch.Generator().manual_seed(seed), **options)
+        return Generation(trajectory.tokens, trajectory.nfe, trajectory.forward_rows,
+                          time.perf_counter() - start)
+    result = sample(engine.denoiser, prompt, engine.gen_length, kernel=method.sampler,
+                    target_temperature=method.target_temperature, proposal_temperature=method.temperature,
+                    rule=method.rule, num_chains=samples, num_samples=1, warmup=method.warmup, seed=seed,
+                    progress=False, **options)
+    return Generation(result.tokens[:, -1], result.nfe, result.forward_rows, time.perf_counter() - start)
