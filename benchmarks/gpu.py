@@ -82,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 1 4 16 64 (1 4 dry)")
     parser.add_argument("--samples", type=int, default=4, help="S: responses (chains) per sampler run")
     parser.add_argument("--candidates", type=int, nargs="+", default=[4, 8], help="K values")
+    parser.add_argument("--samplers", default="confidence,imh,stepwise",
+                        help="comma-separated subset of the sampler rows to run")
     parser.add_argument("--kernel-rule", default="top_prob", help="the kernels' decoding rule (order law)")
     parser.add_argument("--temperature", type=float, default=0.7, help="token temperature τ")
     parser.add_argument("--target-temperature", type=float, default=0.5, help="T of the kernels' target")
@@ -234,7 +236,8 @@ def samplers(args, prompt: torch.Tensor) -> list[Sampler]:
     rows = [Sampler("confidence", 1, S, confidence)]
     for K in args.candidates:
         rows += [Sampler("imh", K, S * K, imh(K)), Sampler("stepwise", K, S * K, stepwise(K))]
-    return sorted(rows, key=lambda r: r.rows_per_call)
+    wanted = {name.strip() for name in args.samplers.split(",")}
+    return sorted((r for r in rows if r.name in wanted), key=lambda r: r.rows_per_call)
 
 
 def forward_estimate(forward: list[dict], rows: int) -> float:
