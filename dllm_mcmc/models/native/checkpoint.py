@@ -48,6 +48,17 @@ def read_config(path: str | Path) -> dict:
     return config
 
 
+def refuse_unsupported(config: dict, refused: Sequence[tuple[str, tuple]], label: str) -> None:
+    """Raise `CheckpointError` naming the first ``config`` field whose value is not among the accepted ones.
+
+    ``refused`` holds ``(field, accepted values)``; ``None`` among them accepts an absent field.
+    """
+    for field, accepted in refused:
+        if config.get(field) not in accepted:
+            raise CheckpointError(f"{label} config: {field} = {config[field]!r} is not supported by the "
+                                  f"native loader (supported: {[a for a in accepted if a is not None]})")
+
+
 def tensor_files(path: str | Path) -> dict[str, Path]:
     """Tensor name -> the file holding it, from the index (sharded) or the single file's header."""
     path = Path(path)

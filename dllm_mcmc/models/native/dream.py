@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, refuse_unsupported
 from .transformer import ArchitectureConfig, first_id
 
 MODEL_TYPES = ("Dream", "dream")
@@ -42,10 +42,7 @@ _REFUSED = (
 
 def architecture_config(config: dict) -> ArchitectureConfig:
     """The `ArchitectureConfig` of a Dream ``config.json``."""
-    for field, accepted in _REFUSED:
-        if config.get(field) not in accepted:
-            raise CheckpointError(f"Dream config: {field} = {config[field]!r} is not supported by the "
-                                  f"native loader (supported: {[a for a in accepted if a is not None]})")
+    refuse_unsupported(config, _REFUSED, "Dream")
     missing = [f for f in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                            "vocab_size", "mask_token_id") if config.get(f) is None]
     if missing:

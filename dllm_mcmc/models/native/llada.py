@@ -24,7 +24,7 @@ Example:
 
 from __future__ import annotations
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, refuse_unsupported
 from .transformer import ArchitectureConfig, first_id
 
 MODEL_TYPES = ("llada",)
@@ -50,10 +50,7 @@ _REFUSED = (
 
 def architecture_config(config: dict) -> ArchitectureConfig:
     """The `ArchitectureConfig` of a LLaDA ``config.json``."""
-    for field, accepted in _REFUSED:
-        if config.get(field) not in accepted:
-            raise CheckpointError(f"LLaDA config: {field} = {config[field]!r} is not supported by the "
-                                  f"native loader (supported: {[a for a in accepted if a is not None]})")
+    refuse_unsupported(config, _REFUSED, "LLaDA")
     try:
         hidden, heads, layers = int(config["d_model"]), int(config["n_heads"]), int(config["n_layers"])
     except KeyError as error:
