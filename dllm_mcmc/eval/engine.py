@@ -18,9 +18,7 @@ For the last two the prompt goes through the tokenizer's chat template when it h
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -46,30 +44,28 @@ def load_engine(model: str, gen_length: int | None = None, **hf_options) -> Engi
     ``hf_options`` go to `load_native` for LLaDA / Dream (``dtype``, ``device``) and to
     `HFDenoiser.from_pretrained` otherwise (``shift_logits``, ``mask_id``, ``dtype``...).
     """
-    from ..models.load import bundled_models, load_model
-    from ..models.native import is_native_checkpoint, load_native
+    from ..models.load import bundled_models, load_model, model_kind
+    from ..models.native import load_native
 
-    path = Path(model)
-    is_small = model in bundled_models() or (path / "config.json").is_file() and "alphabet" in json.loads(
-        (path / "config.json").read_text())
-    if is_small:
+    kind = model_kind(model)
+    if kind is None:
+        raise ValueError(f"model {model!r} is neither a bundled model ({', '.join(bundled_models())}) "
+                         f"nor a local model directory")
+    if kind == "small":
         if hf_options:
             raise ValueError(f"{', '.join(hf_options)}: options of transformers models, not of {model!r}")
         denoiser, tokenizer, config = load_model(model)
         prompt_length = config["prompt_length"]
         return Engine(model, denoiser, gen_length or config["response_length"],
                       lambda text: torch.tensor(tokenizer.encode_prompt(text, prompt_length)), tokenizer.decode)
-    if not (path / "config.json").is_file():
-        raise ValueError(f"model {model!r} is neither a bundled model ({', '.join(bundled_models())}) "
-                         f"nor a local model directory")
     if gen_length is None:
         raise ValueError(f"gen_length: give the response length for the transformers model {model!r}")
-    if is_native_checkpoint(path):
+    if kind == "native":
         unknown = sorted(set(hf_options) - {"dtype", "device"})
         if unknown:
             raise ValueError(f"{', '.join(unknown)}: not options of the LLaDA / Dream directory {model!r} "
                              f"(it takes dtype and device)")
-        return _text_engine(model, load_native(path, **hf_options), gen_length)
+        return _text_engine(model, load_native(model, **hf_options), gen_length)
     return _hf_engine(model, gen_length, hf_options)
 
 

@@ -21,6 +21,7 @@ import torch
 from ..decoding import RULES, decode
 from ..denoisers.base import denoiser_device
 from ..kernels import KERNELS
+from ..runner import sample
 from .engine import Engine
 
 DECODE_OPTIONS = ("block_length", "tokens_per_step", "position_temperature", "position_score", "max_rows")
@@ -92,8 +93,6 @@ class Generation:
 
 def generate(method: Method, engine: Engine, prompt: torch.Tensor, samples: int, seed: int) -> Generation:
     """Draw ``samples`` responses to ``prompt`` (``[P]`` ids) with ``method``; reproducible from ``seed``."""
-    from ..runner import sample
-
     device = denoiser_device(engine.denoiser)
     prompt = prompt if device is None else prompt.to(device)
     options = {"max_rows": "auto", **method.options}

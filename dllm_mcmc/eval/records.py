@@ -26,15 +26,18 @@ from typing import Iterable
 
 def read_records(path: str | Path) -> list[dict]:
     """Every parseable record of a results file, in file order (torn lines are skipped)."""
+    return _parse(Path(path).read_text(encoding="utf-8").splitlines(keepends=True))
+
+
+def _parse(lines: list[str]) -> list[dict]:
     records = []
-    with Path(path).open("r", encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and line.endswith("\n"):
-                records.append(record)
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and line.endswith("\n"):
+            records.append(record)
     return records
 
 
@@ -53,7 +56,7 @@ class RecordStore:
             path.touch()
             return cls(path, [], samples_per_unit)
         raw_lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        records = read_records(path)
+        records = _parse(raw_lines)
         if samples_per_unit is not None:
             samples = defaultdict(set)
             for record in records:

@@ -21,6 +21,23 @@ def bundled_models() -> list[str]:
     return sorted(p.name for p in BUNDLED.iterdir() if (p / "model.safetensors").is_file())
 
 
+def model_kind(name_or_path: str | Path) -> str | None:
+    """``"small"`` (a bundled name or a directory written by `train`), ``"native"`` (LLaDA / Dream),
+    ``"transformers"`` (any other directory with a ``config.json``) or ``None``.
+
+    >>> model_kind("tasks-small"), model_kind("no/such/dir")
+    ('small', None)
+    """
+    if str(name_or_path) in bundled_models():
+        return "small"
+    path = Path(name_or_path)
+    if is_native_checkpoint(path):
+        return "native"
+    if not (path / "config.json").is_file():
+        return None
+    return "small" if "alphabet" in read_config(path) else "transformers"
+
+
 def load_model(
     name_or_path: str | Path,
     dtype: torch.dtype | None = None,
@@ -39,12 +56,15 @@ def load_model(
         (26, 16)
         >>> denoiser, tokenizer, config = load_model("/models/Dream-v0-Instruct-7B", device="cuda")  # doctest: +SKIP
     """
-    path = Path(name_or_path)
-    if str(name_or_path) not in bundled_models() and is_native_checkpoint(path):
+    kind, path = model_kind(name_or_path), Path(name_or_path)
+    if kind == "native":
         denoiser = load_native(path, dtype=dtype, device=device)
         return denoiser, denoiser.tokenizer, read_config(path)
     if dtype is not None or device is not None:
         raise ValueError(f"dtype, device: options of LLaDA / Dream directories, not of {str(name_or_path)!r}")
+    if kind == "transformers":
+        raise ValueError(f"{name_or_path!r} is a transformers model directory: load it with "
+                         f"HFDenoiser.from_pretrained")
     if str(name_or_path) in bundled_models():
         return load_small_model(BUNDLED / str(name_or_path))
     if path.is_dir():
