@@ -1,13 +1,13 @@
 """dllm-mcmc: Markov chain Monte Carlo decoding for masked diffusion language models."""
 
-from .decoding import RULES, DecodeConfig, Trajectory, decode, replay
-from .denoisers import Denoiser, ExactDenoiser, HFDenoiser
-from .denoisers.metered import MeteredDenoiser
-from .kernels import IMH, KERNELS, Power, Stepwise
-from .models import load_model
-from .result import Result
-from .runner import sample
-from .target import TemperedTarget
+from dllm_mcmc.decoding import RULES, DecodeConfig, Trajectory, decode, replay
+from dllm_mcmc.denoisers import Denoiser, ExactDenoiser, HFDenoiser
+from dllm_mcmc.denoisers.load import load_model
+from dllm_mcmc.denoisers.metered import MeteredDenoiser
+from dllm_mcmc.mcmc import IMH, KERNELS, Power, Stepwise
+from dllm_mcmc.mcmc.result import Result
+from dllm_mcmc.mcmc.runner import sample
+from dllm_mcmc.target import TemperedTarget
 
 __version__ = "0.1.0"
 

@@ -1,3 +1,3 @@
-from .cli import main
+from dllm_mcmc.cli import main
 
 raise SystemExit(main())

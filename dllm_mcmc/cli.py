@@ -11,8 +11,8 @@ import sys
 
 import torch
 
-from .decoding import RULES, decode
-from .denoisers import ExactDenoiser
+from dllm_mcmc.decoding import RULES, decode
+from dllm_mcmc.denoisers import ExactDenoiser
 
 TOY_ALPHABET = "abcd"
 
@@ -48,8 +48,8 @@ def demo(samples: int, temperature: float, seed: int, out=None) -> None:
 
 def imh_demo(toy: ExactDenoiser, temperature: float, seed: int, out) -> None:
     """IMH towards p(x)^(1/T) with T = τ, against local tempering, both compared with the exact target."""
-    from .diagnostics import summary
-    from .runner import sample
+    from dllm_mcmc.diagnostics import summary
+    from dllm_mcmc.mcmc.runner import sample
 
     target = toy.tempered(temperature)
     result = sample(toy, None, toy.length, target_temperature=temperature, proposal_temperature=temperature,
@@ -79,31 +79,31 @@ def model_demo(problems: int, samples: int, temperature: float, seed: int, out=N
     IMH targets ``p(x)^(1/T)`` with ``T = τ`` (random-order proposals at ``τ``), ``samples`` draws as
     4 chains, after a short warm-up.
     """
-    from .models import load_model
-    from .eval.passk import pass_at_k
-    from .runner import sample
-    from .tasks import FAMILIES
+    from dllm_mcmc.denoisers.load import load_model
+    from dllm_mcmc.eval.passk import pass_at_k
+    from dllm_mcmc.mcmc.runner import sample
+    from dllm_mcmc.tasks import FAMILIES
 
     out = sys.stdout if out is None else out
-    model, tokenizer, config = load_model("tasks-small")
+    model, codec = load_model("tasks-small")
     print(f"Bundled model tasks-small; {problems} test problems per family, {samples} samples per rule, "
           f"τ = T = {temperature}, seed {seed}.", file=out)
     totals: dict[str, list[float]] = {}
     for name, family in FAMILIES.items():
         for problem in family.generate("test", problems, seed=seed):
-            prompt = torch.tensor(tokenizer.encode_prompt(family.format_prompt(problem), config["prompt_length"]))
+            prompt = codec.encode(family.format_prompt(problem))
             print(f"\n[{name}] {family.format_prompt(problem)}", file=out)
             draws = {
-                rule: decode(model, prompt, config["response_length"], rule=rule, temperature=temperature,
+                rule: decode(model, prompt, codec.gen_length, rule=rule, temperature=temperature,
                              num_samples=samples, generator=torch.Generator().manual_seed(seed)).tokens
                 for rule in ("random", "confidence")
             }
-            result = sample(model, prompt, config["response_length"], kernel="imh", target_temperature=temperature,
+            result = sample(model, prompt, codec.gen_length, kernel="imh", target_temperature=temperature,
                             proposal_temperature=temperature, num_chains=4, num_samples=samples // 4, warmup=4,
                             seed=seed, proposal_batch=samples // 4 + 4, progress=False)
             draws["imh"] = result.tokens.reshape(-1, result.tokens.shape[-1])
             for rule, tokens in draws.items():
-                texts = [tokenizer.decode(row) for row in tokens]
+                texts = [codec.decode(row) for row in tokens]
                 correct = [family.verify(problem, text) for text in texts]
                 answers = ", ".join(f"{family.extract_answer(t)}{'✓' if c else '✗'}" for t, c in zip(texts[:6], correct))
                 k = sum(correct)
@@ -116,7 +116,7 @@ def model_demo(problems: int, samples: int, temperature: float, seed: int, out=N
 
 def run_eval(args: argparse.Namespace) -> int:
     """``dllm-mcmc eval``: load the config, apply the flags, run what is not done yet."""
-    from .eval.experiment import load_config, run_experiment
+    from dllm_mcmc.eval.experiment import load_config, run_experiment
 
     overrides = {key: getattr(args, key) for key in ("output", "model", "samples", "problems", "seed")}
     if args.tasks:
@@ -133,7 +133,7 @@ def run_eval(args: argparse.Namespace) -> int:
     print(f"{summary.ran} problem-method units drawn, {summary.skipped} already done; "
           f"{summary.records} records in {summary.output} ({summary.seconds:.1f} s)")
     if args.report:
-        from .eval.report import write_report
+        from dllm_mcmc.eval.report import write_report
 
         print(f"Report: {write_report(summary.output, args.report)}")
     return 0
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         from pathlib import Path
 
-        from .eval.report import write_report
+        from dllm_mcmc.eval.report import write_report
 
         first = Path(args.results[0])
         out = Path(args.out) if args.out else first.with_name(first.stem + "-report")

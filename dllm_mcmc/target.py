@@ -45,13 +45,13 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 
-from .decoding.config import DecodeConfig
-from .decoding.decode import _prompt_rows
-from .decoding.rules import position_rule
-from .decoding.trajectory import Trajectory
-from .denoisers.base import Denoiser, MaxRows, forward_in_chunks, model_log_probs, resolve_max_rows
-from .denoisers.metered import MeteredDenoiser
-from .likelihood import LIKELIHOODS, elbo_log_likelihood, left_to_right_log_likelihood
+from dllm_mcmc.decoding.config import DecodeConfig
+from dllm_mcmc.decoding.decode import _prompt_rows
+from dllm_mcmc.decoding.rules import position_rule
+from dllm_mcmc.decoding.trajectory import Trajectory
+from dllm_mcmc.denoisers.base import Denoiser, MaxRows, forward_in_chunks, model_log_probs, resolve_max_rows
+from dllm_mcmc.denoisers.metered import MeteredDenoiser
+from dllm_mcmc.likelihood import LIKELIHOODS, elbo_log_likelihood, left_to_right_log_likelihood
 
 CONFIDENCE_REFUSAL = (
     "rule='confidence' has no exact trajectory density: its position choice depends on tokens "

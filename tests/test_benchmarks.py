@@ -13,9 +13,17 @@ import types
 import pytest
 
 from dllm_mcmc.eval import EvalTask
-from dllm_mcmc.eval.benchmarks import (AIME, BENCHMARKS, MATH500, MBPP, HumanEval, chat_prompt, load_benchmark,
-                                       load_records)
-from dllm_mcmc.eval.checkers import MathChecker
+from dllm_mcmc.eval.benchmarks import (
+    AIME,
+    BENCHMARKS,
+    MATH500,
+    MBPP,
+    HumanEval,
+    chat_prompt,
+    load_benchmark,
+    load_records,
+)
+from dllm_mcmc.eval.checking.checkers import MathChecker
 
 needs_math_verify = pytest.mark.skipif(
     __import__("importlib").util.find_spec("math_verify") is None, reason="needs math-verify (the eval extra)")
@@ -254,7 +262,7 @@ def test_math_checker_timeouts_do_not_hang(math_checker):
 
 @needs_math_verify
 def test_check_math_shared_checker():
-    from dllm_mcmc.eval.checkers import check_math, default_math_checker
+    from dllm_mcmc.eval.checking.checkers import check_math, default_math_checker
 
     assert default_math_checker() is default_math_checker()
     assert check_math("x", "x")  # identical strings need no worker

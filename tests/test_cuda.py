@@ -7,11 +7,11 @@ A tiny native LLaDA / Dream checkpoint is loaded in bfloat16 on the GPU; every s
 
 import pytest
 import torch
+from test_native_models import MASK, checkpoint
 
 from dllm_mcmc import decode, load_model, sample
 from dllm_mcmc.eval.experiment import run_experiment
 from dllm_mcmc.eval.records import read_records
-from test_native_models import MASK, checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -19,7 +19,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.mark.parametrize("kind", ["llada", "dream"])
 def test_decode_and_every_kernel_run_on_the_gpu_in_bfloat16(tmp_path, kind):
     path, _ = checkpoint(tmp_path, kind)
-    denoiser, tokenizer, _ = load_model(str(path), dtype=torch.bfloat16, device="cuda")
+    denoiser, codec = load_model(str(path), dtype=torch.bfloat16, device="cuda")
+    tokenizer = codec.tokenizer
     assert denoiser.device.type == "cuda" and denoiser.dtype == torch.bfloat16
     prompt = torch.tensor(tokenizer("12+7=")["input_ids"], device="cuda")
     runs = [decode(denoiser, prompt, 6, rule=rule, num_samples=4, generator=torch.Generator().manual_seed(0),

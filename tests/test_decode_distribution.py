@@ -10,9 +10,9 @@ outcomes its expected TV at this sample size is already ~0.022. Seeds are fixed.
 
 import pytest
 import torch
+from conftest import empirical, seeded, total_variation
 
 from dllm_mcmc import ExactDenoiser, decode
-from conftest import empirical, seeded, total_variation
 
 NUM_SAMPLES = 20_000
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
+from conftest import CountingDenoiser, seeded
 
 from dllm_mcmc import ExactDenoiser, decode
-from conftest import CountingDenoiser, seeded
 
 
 def test_sixteen_samples_cost_one_forward_of_batch_sixteen_per_step(toy):

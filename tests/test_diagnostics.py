@@ -20,7 +20,7 @@ from dllm_mcmc.diagnostics import (
     to_datatree,
     trace_diagnostics,
 )
-from dllm_mcmc.result import STAT_NAMES, Result
+from dllm_mcmc.mcmc.result import STAT_NAMES, Result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -95,7 +95,7 @@ def test_datatree_groups_dims_and_dtypes(result):
 
 
 def test_datatree_attrs_carry_config_and_cost(result):
-    attrs = result.to_datatree().attrs
+    attrs = to_datatree(result).attrs
     assert attrs["rule"] == "entropy"
     assert attrs["temperature"] == 0.7
     assert attrs["num_chains"] == 4

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from conftest import seeded
 
 from dllm_mcmc import decode
-from conftest import seeded
 
 
 @pytest.mark.parametrize(

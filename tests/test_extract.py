@@ -1,9 +1,9 @@
-"""Answer extraction (`dllm_mcmc.eval.extract`) and the AIME integer check: pure string work."""
+"""Answer extraction (`dllm_mcmc.eval.checking.extract`) and the AIME integer check: pure string work."""
 
 import pytest
 
-from dllm_mcmc.eval.checkers import check_integer, integer_value
-from dllm_mcmc.eval.extract import fenced_blocks, fenced_code, last_boxed, last_number, math_answer
+from dllm_mcmc.eval.checking.checkers import check_integer, integer_value
+from dllm_mcmc.eval.checking.extract import fenced_blocks, fenced_code, last_boxed, last_number, math_answer
 
 
 @pytest.mark.parametrize("text, expected", [

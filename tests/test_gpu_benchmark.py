@@ -1,4 +1,4 @@
-"""`benchmarks/gpu.py --dry-run`: the GPU benchmark's code path on the CPU with a tiny model."""
+"""`scripts/perf/gpu.py --dry-run`: the GPU benchmark's code path on the CPU with a tiny model."""
 
 import importlib.util
 import sys
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "perf" / "gpu.py"
 
 
 @pytest.fixture(scope="module")

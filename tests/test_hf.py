@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from conftest import CountingDenoiser, seeded
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     BertConfig,
@@ -16,7 +17,6 @@ from transformers import (
 )
 
 from dllm_mcmc import HFDenoiser, decode, replay
-from conftest import CountingDenoiser, seeded
 
 SPECIALS = ["[PAD]", "[UNK]", "[MASK]", "[EOS]"]
 CHARACTERS = list("abcdefghij0123456789+=")

@@ -5,12 +5,12 @@ import pickle
 
 import pytest
 import torch
+from conftest import empirical, seeded, total_variation
 from pyro.infer import MCMC
 
 from dllm_mcmc import IMH, ExactDenoiser, TemperedTarget, decode, replay, sample
-from dllm_mcmc.diagnostics import summary
-from dllm_mcmc.kernels import ChainState, independent_mh_step
-from conftest import empirical, seeded, total_variation
+from dllm_mcmc.diagnostics import summary, to_datatree
+from dllm_mcmc.mcmc import ChainState, independent_mh_step
 
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
@@ -144,7 +144,7 @@ def test_r_hat_and_ess_on_the_toy_with_four_chains(toy):
     diagnostics = summary(result)["diagnostics"]["log_target"]
     assert diagnostics["r_hat"] < 1.01
     assert math.isfinite(diagnostics["ess_bulk"]) and diagnostics["ess_bulk"] > 1000
-    tree = result.to_datatree()
+    tree = to_datatree(result)
     assert tree["posterior"]["tokens"].dtype.kind == "i"
     assert tree.attrs["target_temperature"] == 0.5
 

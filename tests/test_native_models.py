@@ -28,9 +28,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from dllm_mcmc import HFDenoiser, decode, load_model, sample
+from dllm_mcmc.denoisers.native import CheckpointError, NativeDenoiser, load_native
+from dllm_mcmc.denoisers.native.transformer import shift_logits, token_positions
 from dllm_mcmc.eval.engine import load_engine
-from dllm_mcmc.models.native import CheckpointError, NativeDenoiser, load_native
-from dllm_mcmc.models.native.transformer import shift_logits, token_positions
 
 VOCAB = 100
 PAD = EOS = 3  # LLaDA and Dream pad with their end-of-text token
@@ -393,16 +393,18 @@ def test_no_code_from_the_directory_runs_and_dreams_tokenizer_loads_without_it(t
 
 def test_without_tokenizer_files_the_tokenizer_is_none(tmp_path):
     path, _ = checkpoint(tmp_path, "llada", tokenizer=False)
-    denoiser, tokenizer, config = load_model(path)
-    assert tokenizer is None and denoiser.tokenizer is None and config["model_type"] == "llada"
+    denoiser, codec = load_model(path)
+    assert codec.tokenizer is None and denoiser.tokenizer is None and codec.config["model_type"] == "llada"
+    with pytest.raises(ValueError, match="no tokenizer"):
+        codec.encode("12+7=")
 
 
 @pytest.mark.parametrize("kind", ["llada", "dream"])
 def test_load_model_decodes_and_samples_with_every_kernel(tmp_path, kind):
     path, _ = checkpoint(tmp_path, kind)
-    denoiser, tokenizer, config = load_model(str(path))
-    assert isinstance(denoiser, NativeDenoiser) and config == json.loads((path / "config.json").read_text())
-    prompt = torch.tensor(tokenizer("12+7=")["input_ids"])
+    denoiser, codec = load_model(str(path))
+    assert isinstance(denoiser, NativeDenoiser) and codec.config == json.loads((path / "config.json").read_text())
+    prompt = torch.tensor(codec.tokenizer("12+7=")["input_ids"])
     traj = decode(denoiser, prompt, 4, rule="confidence", num_samples=3, generator=torch.Generator().manual_seed(0))
     assert traj.tokens.shape == (3, 4) and (traj.tokens != MASK).all()
     assert torch.isfinite(traj.log_q).all()
@@ -410,7 +412,7 @@ def test_load_model_decodes_and_samples_with_every_kernel(tmp_path, kind):
         result = sample(denoiser, prompt, 3, kernel=kernel, num_chains=2, num_samples=2, warmup=1, seed=0,
                         progress=False)
         assert result.tokens.shape == (2, 2, 3) and (result.tokens != MASK).all(), kernel
-    with pytest.raises(ValueError, match="dtype, device"):
+    with pytest.raises(ValueError, match="dtype: not options of the small model"):
         load_model("tasks-small", dtype=torch.bfloat16)
 
 

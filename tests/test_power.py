@@ -4,10 +4,10 @@ import itertools
 
 import pytest
 import torch
+from conftest import empirical, total_variation
 
 from dllm_mcmc import ExactDenoiser, TemperedTarget, replay, sample
-from dllm_mcmc.kernels.power import Power
-from conftest import empirical, total_variation
+from dllm_mcmc.mcmc.power import Power
 
 # A token-dependent order law: the stochastic rule on entropies at a low position temperature.
 RULE = dict(rule="stochastic", position_score="entropy", position_temperature=0.05)

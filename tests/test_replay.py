@@ -8,9 +8,9 @@ import math
 
 import pytest
 import torch
+from conftest import seeded
 
 from dllm_mcmc import ExactDenoiser, decode, replay
-from conftest import seeded
 
 EXACT_RULES = ["random", "top_prob", "stochastic", "margin", "entropy"]
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from dllm_mcmc import decode
-from dllm_mcmc.models import CharTokenizer, SmallConfig, SmallDLM, load_small_model
-from dllm_mcmc.models.train import main as train_main
+from dllm_mcmc.small_model import CharTokenizer, SmallConfig, SmallDLM, load_small_model
+from dllm_mcmc.small_model.train import main as train_main
 from dllm_mcmc.tasks import ALPHABET, FAMILIES
 
 
@@ -69,14 +69,13 @@ def test_bundled_model_loads_offline_and_solves_test_problems(family_name):
     from dllm_mcmc import load_model
 
     torch.set_num_threads(1)
-    model, tokenizer, config = load_model("tasks-small")
+    model, codec = load_model("tasks-small")
     family = FAMILIES[family_name]
     problems = family.generate("test", 50, seed=0)
-    prompts = torch.tensor([tokenizer.encode_prompt(family.format_prompt(p), config["prompt_length"])
-                            for p in problems])
-    traj = decode(model, prompts, config["response_length"], rule="top_prob", temperature=1e-3,
+    prompts = torch.stack([codec.encode(family.format_prompt(p)) for p in problems])
+    traj = decode(model, prompts, codec.gen_length, rule="top_prob", temperature=1e-3,
                   num_samples=len(problems), generator=torch.Generator().manual_seed(0))
-    accuracy = sum(family.verify(p, tokenizer.decode(row)) for p, row in zip(problems, traj.tokens)) / 50
+    accuracy = sum(family.verify(p, codec.decode(row)) for p, row in zip(problems, traj.tokens)) / 50
     assert accuracy >= GREEDY_FLOORS[family_name], accuracy
 
 

@@ -13,11 +13,13 @@ import pickle
 
 import pytest
 import torch
+from conftest import CountingDenoiser, empirical, seeded, total_variation
 from pyro.infer import MCMC
 
 from dllm_mcmc import ExactDenoiser, MeteredDenoiser, TemperedTarget, decode, replay, sample
-from dllm_mcmc.kernels.stepwise import Stepwise, _mh_scan, _sir
-from conftest import CountingDenoiser, empirical, seeded, total_variation
+from dllm_mcmc.mcmc.stepwise import Stepwise
+from dllm_mcmc.mh import mh_scan as _mh_scan
+from dllm_mcmc.mh import sir as _sir
 
 
 def _run(toy, temperature=0.5, tau=0.5, num_chains=2_000, num_samples=10, seed=0, target_options=None,

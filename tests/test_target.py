@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
+from conftest import seeded
 
 from dllm_mcmc import ExactDenoiser, TemperedTarget, decode
 from dllm_mcmc.likelihood import elbo_log_likelihood, left_to_right_log_likelihood
-from conftest import seeded
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Decoding: rules, the batched decoding loop, and its `Trajectory` record."""
 
-from .config import POSITION_SCORES, RULES, DecodeConfig
-from .decode import decode, redecode, replay
-from .trajectory import Trajectory
+from dllm_mcmc.decoding.config import POSITION_SCORES, RULES, DecodeConfig
+from dllm_mcmc.decoding.decode import decode, redecode, replay
+from dllm_mcmc.decoding.trajectory import Trajectory
 
 __all__ = ["DecodeConfig", "POSITION_SCORES", "RULES", "Trajectory", "decode", "redecode", "replay"]

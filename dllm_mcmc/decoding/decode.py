@@ -29,10 +29,17 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from ..denoisers.base import Denoiser, MaxRows, denoiser_device, forward_in_chunks, model_log_probs, resolve_max_rows
-from .config import DecodeConfig
-from .rules import NEG_INF, position_rule, proposal_log_probs, sample_tokens
-from .trajectory import Trajectory
+from dllm_mcmc.decoding.config import DecodeConfig
+from dllm_mcmc.decoding.rules import NEG_INF, position_rule, proposal_log_probs, sample_tokens
+from dllm_mcmc.decoding.trajectory import Trajectory
+from dllm_mcmc.denoisers.base import (
+    Denoiser,
+    MaxRows,
+    denoiser_device,
+    forward_in_chunks,
+    model_log_probs,
+    resolve_max_rows,
+)
 
 
 def decode(

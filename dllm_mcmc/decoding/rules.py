@@ -28,10 +28,12 @@ the other positions, so the trajectory density has no closed form; see `decode`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
+
+from dllm_mcmc.mh import gumbel_max, gumbel_noise
 
 NEG_INF = float("-inf")
 
@@ -82,7 +84,7 @@ class PositionRule:
         keys = self._keys(log_probs)
         if self.temperature is not None:
             # Gumbel-top-k: the top k of (logits + Gumbel noise) is a Plackett–Luce draw.
-            keys = keys + _gumbel(keys.shape, generator, keys.device).to(keys.dtype)
+            keys = keys + gumbel_noise(keys.shape, generator, keys.device).to(keys.dtype)
         return keys.masked_fill(~eligible, NEG_INF).topk(k, dim=-1).indices
 
     def next_logits(self, log_probs: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
@@ -134,17 +136,5 @@ def proposal_log_probs(log_p: torch.Tensor, temperature: float, suppressed: int 
 
 
 def sample_tokens(log_q: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Draw one token per row of ``log_q [..., V]`` by the Gumbel-max trick.
-
-    The noise is float64 (as in LLaDA's sampler): float32 Gumbel noise truncates the tail
-    and under-samples tokens of very low probability.
-    """
-    keys = log_q.double() + _gumbel(log_q.shape, generator, log_q.device)
-    return keys.argmax(-1)
-
-
-def _gumbel(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    exponential = torch.empty(shape, dtype=torch.float64, device=device).exponential_(
-        generator=generator
-    )
-    return -exponential.log()
+    """Draw one token per row of ``log_q [..., V]`` (`dllm_mcmc.mh.gumbel_max`, float64 noise)."""
+    return gumbel_max(log_q, generator)

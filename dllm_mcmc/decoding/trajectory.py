@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import DecodeConfig
+from dllm_mcmc.decoding.config import DecodeConfig
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ Example:
 
 from __future__ import annotations
 
-from typing import Protocol, Union, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 
-MaxRows = Union[int, str, None]
+MaxRows = int | str | None
 """A micro-batching setting: a positive int, ``"auto"`` (from free device memory) or ``None`` (no split)."""
 
 
@@ -138,7 +138,7 @@ def row_bytes(denoiser: object, row_length: int) -> int:
     transformers config); an unknown architecture counts the logits only, doubled. An estimate for
     choosing micro-batches, not a bound.
 
-    >>> from dllm_mcmc.models.native import ArchitectureConfig
+    >>> from dllm_mcmc.denoisers.native import ArchitectureConfig
     >>> class Llada:
     ...     vocab_size = 126464
     ...     config = ArchitectureConfig(hidden=4096, layers=32, heads=32, kv_heads=32, head_dim=128,

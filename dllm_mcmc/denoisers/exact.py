@@ -80,7 +80,7 @@ class ExactDenoiser:
         sharpness: float = 1.0,
         prompt: torch.Tensor | None = None,
         **kwargs,
-    ) -> "ExactDenoiser":
+    ) -> ExactDenoiser:
         """A random joint ``p(x) ∝ exp(sharpness · z_x)``, ``z_x ~ N(0, 1)`` i.i.d., from ``seed``."""
         if vocab_size < 2 or length < 1:
             raise ValueError("vocab_size must be >= 2 and length >= 1")
@@ -93,7 +93,7 @@ class ExactDenoiser:
     def device(self) -> torch.device:
         return self.probs.device
 
-    def to(self, device: torch.device | str) -> "ExactDenoiser":
+    def to(self, device: torch.device | str) -> ExactDenoiser:
         """Move the table (the library itself never moves a denoiser)."""
         for name in ("probs", "sequences", "_one_hot", "prompt"):
             setattr(self, name, getattr(self, name).to(device))

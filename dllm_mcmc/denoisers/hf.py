@@ -15,7 +15,7 @@ are non-finite or not strictly positive (`check_rotary_buffers`). Buffers are no
 loaders rebuild them, and remote modeling code that a newer transformers no longer
 initialises leaves them as empty memory. Dream-7B loaded through ``trust_remote_code`` on
 transformers 5.x is the known case: the model loads without a warning and its logits are
-wrong. LLaDA and Dream have native loaders (`dllm_mcmc.models.native`) that avoid it.
+wrong. LLaDA and Dream have native loaders (`dllm_mcmc.denoisers.native`) that avoid it.
 
 Example:
     >>> from transformers import BertConfig, BertForMaskedLM
@@ -64,7 +64,7 @@ def check_rotary_buffers(model: torch.nn.Module) -> None:
                 f"rotary buffer {name!r} holds non-positive or non-finite values ({bad} of {values.numel()} "
                 f"entries); it was not initialised when the model was loaded (a known failure of remote "
                 f"modeling code on newer transformers, e.g. Dream on 5.x), so the logits would be wrong. "
-                f"Load LLaDA / Dream with dllm_mcmc.models.native.load_native, or recompute the buffer"
+                f"Load LLaDA / Dream with dllm_mcmc.denoisers.native.load_native, or recompute the buffer"
             )
 
 
@@ -125,7 +125,7 @@ class HFDenoiser:
         dtype: torch.dtype | None = None,
         mask_id: int | None = None,
         **model_kwargs,
-    ) -> "HFDenoiser":
+    ) -> HFDenoiser:
         """Load an ``AutoModelForMaskedLM`` and its tokenizer (if saved) from a local directory.
 
         Nothing is downloaded (``local_files_only=True``). ``model_kwargs`` go to

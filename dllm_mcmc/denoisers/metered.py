@@ -32,7 +32,7 @@ class MeteredDenoiser:
 
     @property
     def device(self) -> torch.device | None:
-        from .base import denoiser_device
+        from dllm_mcmc.denoisers.base import denoiser_device
 
         return denoiser_device(self.inner)
 

@@ -42,10 +42,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .engine import Engine, load_engine
-from .methods import Method, generate
-from .problem import EvalTask
-from .records import RecordStore
+from dllm_mcmc.eval.engine import Engine, load_engine
+from dllm_mcmc.eval.methods import Method, generate
+from dllm_mcmc.eval.problem import EvalTask
+from dllm_mcmc.eval.records import RecordStore
 
 CONFIG_KEYS = {"model", "samples", "problems", "seed", "output", "tasks", "methods", "gen_length", "model_options",
                "task_paths"}
@@ -81,12 +81,12 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
 
 def load_task(name: str, path: str | None = None) -> EvalTask:
     """A bundled family by name, or a benchmark (`dllm_mcmc.eval.benchmarks`) from ``path`` or its source."""
-    from ..tasks import FAMILIES
-    from .tasks import FamilyTask
+    from dllm_mcmc.eval.family_tasks import FamilyTask
+    from dllm_mcmc.tasks import FAMILIES
 
     if name in FAMILIES:
         return FamilyTask(name)
-    from .benchmarks import BENCHMARKS, load_benchmark
+    from dllm_mcmc.eval.benchmarks import BENCHMARKS, load_benchmark
 
     if name not in BENCHMARKS:
         raise ValueError(f"unknown task {name!r}; bundled families: {', '.join(FAMILIES)}; "

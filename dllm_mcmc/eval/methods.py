@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ..decoding import RULES, decode
-from ..denoisers.base import denoiser_device
-from ..kernels import KERNELS
-from ..runner import sample
-from .engine import Engine
+from dllm_mcmc.decoding import RULES, decode
+from dllm_mcmc.denoisers.base import denoiser_device
+from dllm_mcmc.eval.engine import Engine
+from dllm_mcmc.mcmc import KERNELS
+from dllm_mcmc.mcmc.runner import sample
 
 DECODE_OPTIONS = ("block_length", "tokens_per_step", "position_temperature", "position_score", "max_rows")
 
@@ -33,7 +33,7 @@ class Method:
 
     Attributes:
         name: the label in records and tables.
-        sampler: ``"decode"`` or a kernel in `dllm_mcmc.kernels.KERNELS`.
+        sampler: ``"decode"`` or a kernel in `dllm_mcmc.mcmc.KERNELS`.
         rule: the decoding rule (the proposal's rule for kernels).
         temperature: token temperature ``τ``.
         target_temperature: ``T`` of the tempered target (kernels; defaults to ``τ``).
@@ -64,7 +64,7 @@ class Method:
             object.__setattr__(self, "target_temperature", self.temperature)
 
     @classmethod
-    def from_config(cls, config: dict) -> "Method":
+    def from_config(cls, config: dict) -> Method:
         """A method from a config table; keys other than the fields go to ``options``."""
         config = dict(config)
         if "name" not in config:

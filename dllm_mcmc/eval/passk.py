@@ -16,8 +16,8 @@ The product form never builds a binomial coefficient, so it stays exact in float
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

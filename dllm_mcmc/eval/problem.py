@@ -1,7 +1,7 @@
 """What every evaluation task hands the experiment runner: problems, prompts and verdicts.
 
 A task is anything with a ``name``, ``problems(limit)``, ``prompt_text(problem)`` and
-``check(problem, completion)``: the bundled task families (`dllm_mcmc.eval.tasks`) and the paper's
+``check(problem, completion)``: the bundled task families (`dllm_mcmc.eval.family_tasks`) and the paper's
 benchmarks (`dllm_mcmc.eval.benchmarks`) both fit.
 
 >>> verdict = Verdict(correct=False, answer="41", reason="wrong answer")

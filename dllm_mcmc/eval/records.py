@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -48,7 +48,7 @@ class RecordStore:
         self.path, self.records, self.samples_per_unit = path, records, samples_per_unit
 
     @classmethod
-    def open(cls, path: str | Path, samples_per_unit: int | None = None) -> "RecordStore":
+    def open(cls, path: str | Path, samples_per_unit: int | None = None) -> RecordStore:
         """Open (or create) ``path``, dropping torn lines and, given ``samples_per_unit``, unfinished units."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from .passk import Estimate, pass_at_k_estimate
-from .records import read_records
+from dllm_mcmc.eval.passk import Estimate, pass_at_k_estimate
+from dllm_mcmc.eval.records import read_records
 
 __all__ = ["MethodScores", "Report", "build_report", "read_records", "write_report"]
 

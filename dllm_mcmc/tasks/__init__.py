@@ -16,10 +16,10 @@ True
 
 from __future__ import annotations
 
-from .arith import ArithFamily
-from .base import END_MARKER, SPLITS, Problem, TaskFamily, extract_answer
-from .countdown import CountdownFamily
-from .program import ProgramFamily
+from dllm_mcmc.tasks.arith import ArithFamily
+from dllm_mcmc.tasks.base import END_MARKER, SPLITS, Problem, TaskFamily, extract_answer
+from dllm_mcmc.tasks.countdown import CountdownFamily
+from dllm_mcmc.tasks.program import ProgramFamily
 
 FAMILIES: dict[str, TaskFamily] = {
     "countdown": CountdownFamily(),

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
-from .base import Problem, TaskFamily
+from dllm_mcmc.tasks.base import Problem, TaskFamily
 
 OPERATORS = "+-*"
 NUMBER_RANGE = range(1, 10)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 END_MARKER = "."
 """Ends an answer. Everything a model writes after the first marker is ignored."""

@@ -15,9 +15,9 @@ Usually several answers are correct, so ``Problem.answer`` is ``None``.
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
+from collections.abc import Iterator
 
-from .base import Problem, TaskFamily
+from dllm_mcmc.tasks.base import Problem, TaskFamily
 
 OPERATORS = "+-*"
 NUMBER_RANGE = range(1, 10)

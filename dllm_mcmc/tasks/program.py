@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import re
 
-from .base import Problem, TaskFamily
+from dllm_mcmc.tasks.base import Problem, TaskFamily
 
 REGISTERS = "ab"
 OPERATORS = "+-*"

@@ -1,0 +1,46 @@
+"""Convergence diagnostics and plots for a sampling `Result`, on the ArviZ 1.x API.
+
+The run converts to an ArviZ ``xarray.DataTree`` (``posterior``: the token ids and the scalar
+traces ``log_target``, ``log_proposal``, ``length``; ``sample_stats``: the kernel's statistics),
+`summary` reports acceptance and the rank-normalised ESS / R-hat of the scalar traces, and the
+plots are plain matplotlib figures.
+
+Token ids are not diagnosed directly: they are categorical, so "ESS of token 3" has no meaning,
+and their massive ties break rank statistics. The scalar traces (``log_target`` above all) are
+the quantities whose mixing is checked.
+
+Example:
+    >>> from dllm_mcmc.diagnostics import format_summary, plot_diagnostics, summary, to_datatree
+    >>> print(format_summary(summary(result)))            # doctest: +SKIP
+    4 chains x 1000 draws, nfe 16000, ...
+    >>> tree = to_datatree(result)                       # doctest: +SKIP
+    >>> tree["posterior"]["log_target"].dims              # doctest: +SKIP
+    ('chain', 'draw')
+    >>> plot_diagnostics(result, "runs/figures")          # doctest: +SKIP
+    [PosixPath('runs/figures/trace.png'), ...]
+"""
+
+from dllm_mcmc.diagnostics.convert import DIAGNOSED_STATS, POSTERIOR_STATS, from_datatree, to_datatree
+from dllm_mcmc.diagnostics.plots import (
+                                         plot_acceptance,
+                                         plot_diagnostics,
+                                         plot_rank,
+                                         plot_sequence_frequencies,
+                                         plot_trace,
+)
+from dllm_mcmc.diagnostics.summary import format_summary, summary, trace_diagnostics
+
+__all__ = [
+    "DIAGNOSED_STATS",
+    "POSTERIOR_STATS",
+    "format_summary",
+    "from_datatree",
+    "plot_acceptance",
+    "plot_diagnostics",
+    "plot_rank",
+    "plot_sequence_frequencies",
+    "plot_trace",
+    "summary",
+    "to_datatree",
+    "trace_diagnostics",
+]

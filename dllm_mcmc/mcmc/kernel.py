@@ -1,0 +1,101 @@
+"""`TargetKernel`: the plumbing every kernel over a `TemperedTarget` shares (Pyro's lifecycle,
+the generator, acceptance counters, cost), and `KernelProtocol`, what `sample` asks of any kernel.
+
+Every kernel of dllm-mcmc works on C chains at once (a batch dimension). The MH arithmetic lives in
+`dllm_mcmc.mh`, the per-chain records in `dllm_mcmc.mcmc.states`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
+
+from dllm_mcmc._checks import positive_int
+from dllm_mcmc.target import TemperedTarget
+
+
+@runtime_checkable
+class KernelProtocol(Protocol):
+    """What `dllm_mcmc.sample` needs of a kernel object: Pyro's lifecycle (``setup``,
+    ``initial_params``, ``sample``, ``cleanup``, ``logging``), ``num_chains``, a per-chain ``info``
+    dict of float tensors ``[C]`` after every ``sample``, and ``cost`` = ``(nfe, forward_rows)``.
+    Optional: ``name`` (for records) and ``needs_warmup`` (``False`` for kernels whose draws are
+    independent)."""
+
+    num_chains: int
+    info: dict[str, torch.Tensor] | None
+
+    def setup(self, warmup_steps: int, *args: Any, **kwargs: Any) -> None: ...
+
+    @property
+    def initial_params(self) -> dict[str, torch.Tensor]: ...
+
+    def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    def cleanup(self) -> None: ...
+
+    def logging(self) -> dict[str, str]: ...
+
+    @property
+    def cost(self) -> tuple[int, int]: ...
+
+
+class TargetKernel(MCMCKernel):
+    """Plumbing shared by the kernels over a `TemperedTarget` (not an algorithm itself).
+
+    Validates ``target``, ``num_chains`` and ``proposal_temperature``, derives the proposal decoder
+    from the target's order law (``self.proposal``), and keeps the kernel's generator, the running
+    acceptance for `logging` / `diagnostics`, and the cost read from the target's meter.
+    Subclasses call `_start` from ``setup`` and `_count_acceptance` once per step.
+    """
+
+    name = "kernel"
+
+    def __init__(self, target: TemperedTarget, proposal_temperature: float, num_chains: int, seed: int) -> None:
+        if not isinstance(target, TemperedTarget):
+            raise ValueError(f"target must be a TemperedTarget, got {type(target).__name__}")
+        positive_int("num_chains", num_chains)
+        try:  # validates proposal_temperature (named "temperature" in DecodeConfig)
+            self.proposal = replace(target.order_law, temperature=proposal_temperature)
+        except ValueError as error:
+            raise ValueError(f"proposal_temperature: {error}") from None
+        self.target = target
+        self.num_chains = num_chains
+        self.seed = seed
+        self.transforms = {}  # Pyro's MCMC looks for kernel.model unless this exists
+        self.info: dict[str, torch.Tensor] | None = None
+
+    def _start(self, warmup_steps: int) -> None:
+        """Seed the generator, reset the meter and the acceptance counters."""
+        self.warmup_steps = warmup_steps
+        device = self.target.prompt.device
+        self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        self.target.denoiser.reset()
+        self._steps = 0
+        self._acceptance_sum = torch.zeros(self.num_chains, device=device)
+        self.info = None
+
+    def _count_acceptance(self, acceptance: torch.Tensor) -> None:
+        self._steps += 1
+        self._acceptance_sum += acceptance.float()
+
+    def logging(self) -> dict[str, str]:
+        rate = float(self._acceptance_sum.mean() / max(self._steps, 1))
+        return {"acc. rate": f"{rate:.3f}"}
+
+    def diagnostics(self) -> dict:
+        """Picklable summary: acceptance per chain and the cost so far."""
+        return {
+            "acceptance_rate": (self._acceptance_sum / max(self._steps, 1)).tolist(),
+            "steps": self._steps,
+            "nfe": self.target.denoiser.calls,
+            "forward_rows": self.target.denoiser.rows,
+        }
+
+    @property
+    def cost(self) -> tuple[int, int]:
+        """``(sequential forward calls, forward rows)`` since ``setup``."""
+        return self.target.denoiser.calls, self.target.denoiser.rows

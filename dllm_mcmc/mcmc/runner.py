@@ -1,0 +1,163 @@
+"""`sample`: run C batched chains of an MCMC kernel over decoded responses and collect a `Result`.
+
+The runner knows nothing of algorithms: it drives any kernel through Pyro's lifecycle
+(``setup`` → ``initial_params`` → ``sample`` × (warm-up + draws) → ``cleanup``), reads the kernel's
+per-chain ``info`` after every step, drops the warm-up, and records cost and configuration.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+
+import torch
+from tqdm import tqdm
+
+from dllm_mcmc.denoisers.base import Denoiser
+from dllm_mcmc.mcmc.imh import IMH
+from dllm_mcmc.mcmc.power import Power
+from dllm_mcmc.mcmc.result import Result
+from dllm_mcmc.mcmc.stepwise import Stepwise
+from dllm_mcmc.target import TemperedTarget
+
+KERNELS = {"imh": IMH, "power": Power, "stepwise": Stepwise}
+TARGET_OPTIONS = ("elbo_samples", "max_rows")
+
+
+def sample(
+    denoiser: Denoiser,
+    prompt: torch.Tensor | None,
+    gen_length: int,
+    kernel="imh",
+    target_temperature: float = 1.0,
+    proposal_temperature: float = 1.0,
+    rule: str = "random",
+    num_chains: int = 4,
+    num_samples: int = 1000,
+    warmup: int = 100,
+    seed: int = 0,
+    progress: bool = True,
+    likelihood: str = "order",
+    block_length: int | None = None,
+    tokens_per_step: int = 1,
+    position_temperature: float = 1.0,
+    position_score: str = "top_prob",
+    **options,
+) -> Result:
+    """Draw ``num_samples`` states per chain from ``π_T ∝ u · L^(1/T)`` after ``warmup`` steps.
+
+    Args:
+        kernel: a name in `dllm_mcmc.mcmc.KERNELS` (``"imh"``) or a kernel object (an
+            ``MCMCKernel`` with ``num_chains``, ``info`` after each ``sample``, and ``cost``; see
+            ``docs/sampling.md``); with an object, the target and proposal options here are unused.
+        target_temperature: ``T``.
+        proposal_temperature: token temperature ``τ`` of the proposal decoder.
+        rule, block_length, tokens_per_step, position_temperature, position_score: the decoding
+            rule (the proposal, and the target's order law).
+        likelihood: ``order``, ``left_to_right`` or ``elbo`` (approximate).
+        options: further `TemperedTarget` options (``elbo_samples``; ``max_rows``: the largest
+            batch of one forward call of every kernel, a positive int, ``"auto"`` from the free CUDA
+            memory, or ``None`` for no split) and options of the named kernel (IMH:
+            ``proposal_batch``; power: ``moves_per_draw``; stepwise: ``num_candidates``, ``suffix``,
+            ``selection``, ``suffix_scope``).
+
+    Returns:
+        `Result` with ``tokens [C, S, L]`` and per-draw ``stats`` ``[C, S]``.
+
+    Example:
+        >>> from dllm_mcmc import ExactDenoiser, sample
+        >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+        >>> result = sample(toy, None, 4, target_temperature=0.5, proposal_temperature=0.5,
+        ...                 num_chains=2, num_samples=50, warmup=10, progress=False)
+        >>> result.tokens.shape
+        torch.Size([2, 50, 4])
+    """
+    for name, value, low in (("num_samples", num_samples, 1), ("warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    config = {
+        "gen_length": gen_length,
+        "num_chains": num_chains,
+        "num_samples": num_samples,
+        "warmup": warmup,
+        "seed": seed,
+        "denoiser": type(denoiser).__name__,
+        "prompt_length": 0 if prompt is None else int(prompt.shape[-1]),
+    }
+    if isinstance(kernel, str):
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel={kernel!r} is unknown; choose one of {', '.join(KERNELS)} or pass a kernel object")
+        kernel_class = KERNELS[kernel]
+        target_options = {k: options.pop(k) for k in TARGET_OPTIONS if k in options}
+        known = inspect.signature(kernel_class).parameters
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)}: not an option of sample() or of kernel {kernel!r} "
+                f"(its options: {', '.join(k for k in known if k != 'target')})"
+            )
+        target = TemperedTarget(
+            denoiser, prompt, gen_length, temperature=target_temperature, likelihood=likelihood,
+            rule=rule, block_length=block_length, tokens_per_step=tokens_per_step,
+            position_temperature=position_temperature, position_score=position_score, seed=seed,
+            **target_options,
+        )
+        kernel = kernel_class(
+            target, proposal_temperature=proposal_temperature, num_chains=num_chains, seed=seed,
+            **options,
+        )
+        config.update(**options, **target_options)
+    num_chains = getattr(kernel, "num_chains", None)
+    if num_chains is None:
+        raise ValueError("kernel: a kernel object must say how many chains it runs (num_chains)")
+    config.update(kernel=getattr(kernel, "name", type(kernel).__name__), num_chains=num_chains)
+    config.update(_target_config(getattr(kernel, "target", None), getattr(kernel, "proposal", None)))
+    if not getattr(kernel, "needs_warmup", True):
+        warmup = 0  # every draw is an independent decode: there is no chain to warm up
+    config["warmup"] = warmup
+    start = time.perf_counter()
+    kernel.setup(warmup)
+    params = kernel.initial_params
+    draws, infos = [], []
+    with tqdm(total=warmup + num_samples, desc=str(config["kernel"]), disable=not progress) as bar:
+        for step in range(warmup + num_samples):
+            params = kernel.sample(params)
+            if step >= warmup:
+                draws.append(params["tokens"])
+                infos.append(kernel.info)
+            if progress and (step % 20 == 0 or step == warmup + num_samples - 1):
+                bar.set_postfix(kernel.logging(), refresh=False)
+            bar.update()
+    kernel.cleanup()
+    wall_time = time.perf_counter() - start
+    tokens = torch.stack(draws, dim=1)  # [C, S, L]
+    stats = {key: torch.stack([info[key] for info in infos], dim=1).float() for key in infos[0]}
+    stats["length"] = response_length(tokens, getattr(denoiser, "eos_id", None)).float()
+    nfe, forward_rows = kernel.cost
+    return Result(tokens=tokens, stats=stats, nfe=nfe, forward_rows=forward_rows,
+                  wall_time=wall_time, config=config)
+
+
+def _target_config(target, proposal) -> dict:
+    """The target's and proposal's settings, read from the kernel (named or user-built)."""
+    if not isinstance(target, TemperedTarget):
+        return {}
+    config = {
+        "target_temperature": target.temperature,
+        "likelihood": target.likelihood,
+        "likelihood_exact": target.exact,
+        **{k if k == "rule" else f"rule_{k}": v for k, v in target.order_law.as_dict().items()
+           if k not in ("temperature", "suppress_eos")},
+    }
+    if proposal is not None:
+        config["proposal_temperature"] = proposal.temperature
+    return config
+
+
+def response_length(tokens: torch.Tensor, eos_id: int | None) -> torch.Tensor:
+    """Tokens before the first EOS (the full length when there is none, or no ``eos_id``)."""
+    length = tokens.shape[-1]
+    if eos_id is None:
+        return torch.full(tokens.shape[:-1], length, device=tokens.device)
+    positions = torch.arange(length, device=tokens.device).expand_as(tokens)
+    return torch.where(tokens == eos_id, positions, length).min(-1).values
