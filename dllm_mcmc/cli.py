@@ -7,6 +7,7 @@ Also ``python -m dllm_mcmc demo``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import torch
@@ -15,6 +16,7 @@ from dllm_mcmc.decoding import RULES, decode
 from dllm_mcmc.denoisers import ExactDenoiser
 
 TOY_ALPHABET = "abcd"
+SHOWN_ANSWERS = 6  # answers printed per method by `model_demo`
 
 
 def demo(samples: int, temperature: float, seed: int, out=None) -> None:
@@ -76,8 +78,10 @@ def imh_demo(toy: ExactDenoiser, temperature: float, seed: int, out) -> None:
 def model_demo(problems: int, samples: int, temperature: float, seed: int, out=None) -> None:
     """Decode a few test problems with the bundled model: random, confidence and IMH, with Pass@k.
 
-    IMH targets ``p(x)^(1/T)`` with ``T = τ`` (random-order proposals at ``τ``), ``samples`` draws as
-    4 chains, after a short warm-up.
+    IMH targets ``p(x)^(1/T)`` with ``T = τ`` (random-order proposals at ``τ``): ``min(4, samples)``
+    chains after a short warm-up, each drawing ``ceil(samples / chains)`` states, of which the first
+    ``samples`` (draw-major) are kept, so every rule is scored on exactly ``samples`` answers. The first
+    `SHOWN_ANSWERS` answers of each rule are printed.
     """
     from dllm_mcmc.denoisers.load import load_model
     from dllm_mcmc.eval.passk import pass_at_k
@@ -86,8 +90,12 @@ def model_demo(problems: int, samples: int, temperature: float, seed: int, out=N
 
     out = sys.stdout if out is None else out
     model, codec = load_model("tasks-small")
+    shown = (f"all {samples} answers shown per method" if samples <= SHOWN_ANSWERS
+             else f"showing the first {SHOWN_ANSWERS} of {samples} answers per method")
     print(f"Bundled model tasks-small; {problems} test problems per family, {samples} samples per rule, "
-          f"τ = T = {temperature}, seed {seed}.", file=out)
+          f"τ = T = {temperature}, seed {seed} ({shown}).", file=out)
+    chains = min(4, samples)
+    per_chain = math.ceil(samples / chains)
     totals: dict[str, list[float]] = {}
     for name, family in FAMILIES.items():
         for problem in family.generate("test", problems, seed=seed):
@@ -99,19 +107,22 @@ def model_demo(problems: int, samples: int, temperature: float, seed: int, out=N
                 for rule in ("random", "confidence")
             }
             result = sample(model, prompt, codec.gen_length, kernel="imh", target_temperature=temperature,
-                            proposal_temperature=temperature, num_chains=4, num_samples=samples // 4, warmup=4,
-                            seed=seed, proposal_batch=samples // 4 + 4, progress=False)
-            draws["imh"] = result.tokens.reshape(-1, result.tokens.shape[-1])
+                            proposal_temperature=temperature, num_chains=chains, num_samples=per_chain, warmup=4,
+                            seed=seed, proposal_batch=per_chain + 4, progress=False)
+            # [C, S, L] -> draw-major rows (every chain's first draw, then every chain's second, ...),
+            # cut to exactly `samples` so every method reports k/samples.
+            draws["imh"] = result.tokens.transpose(0, 1).reshape(-1, result.tokens.shape[-1])[:samples]
             for rule, tokens in draws.items():
                 texts = [codec.decode(row) for row in tokens]
                 correct = [family.verify(problem, text) for text in texts]
-                answers = ", ".join(f"{family.extract_answer(t)}{'✓' if c else '✗'}" for t, c in zip(texts[:6], correct))
+                answers = ", ".join(f"{family.extract_answer(t)}{'✓' if c else '✗'}"
+                                    for t, c in zip(texts[:SHOWN_ANSWERS], correct))
                 k = sum(correct)
                 totals.setdefault(f"{rule} pass@1", []).append(k / len(texts))
                 totals.setdefault(f"{rule} pass@{len(texts)}", []).append(pass_at_k(len(texts), k, len(texts)))
                 print(f"  {rule:10s} {k:2d}/{len(texts)} correct   {answers}", file=out)
-    print("\nAveraged over the problems shown: " + "   ".join(f"{key} {sum(v) / len(v):.2f}" for key, v in totals.items()),
-          file=out)
+    print("\nAveraged over the problems shown: "
+          + "   ".join(f"{key} {sum(v) / len(v):.2f}" for key, v in totals.items()), file=out)
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -127,7 +138,7 @@ def run_eval(args: argparse.Namespace) -> int:
         known = {m.get("name"): m for m in config["methods"]}
         missing = [m for m in wanted if m not in known]
         if missing:
-            raise SystemExit(f"--methods: {', '.join(missing)} not in the config ({', '.join(map(str, known))})")
+            raise ValueError(f"--methods: {', '.join(missing)} not in the config ({', '.join(map(str, known))})")
         config["methods"] = [known[m] for m in wanted]
     summary = run_experiment(config, progress=not args.no_progress)
     print(f"{summary.ran} problem-method units drawn, {summary.skipped} already done; "
@@ -139,33 +150,98 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dllm-mcmc", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    model_parser = commands.add_parser("demo", help="the bundled model on test problems: random, confidence, IMH")
-    model_parser.add_argument("--problems", type=int, default=2)
-    model_parser.add_argument("--samples", type=int, default=8)
-    model_parser.add_argument("--temperature", type=float, default=0.5)
-    model_parser.add_argument("--seed", type=int, default=0)
-    toy_parser = commands.add_parser("toy", help="decode an exact toy model under every rule, then IMH")
-    toy_parser.add_argument("--samples", type=int, default=4)
-    toy_parser.add_argument("--temperature", type=float, default=0.5)
-    toy_parser.add_argument("--seed", type=int, default=0)
-    eval_parser = commands.add_parser("eval", help="methods x tasks x n samples from a TOML/YAML config; resumable")
+USER_ERRORS = (ValueError, OSError, KeyError)
+"""Exceptions reported as ``dllm-mcmc: error: ...`` (exit 2) unless ``--debug``: bad configs and flag values
+(ValueError), missing or unreadable files (OSError, FileNotFoundError among them), unknown names (KeyError)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dllm-mcmc`` parser: the top-level flags and the ``demo``, ``toy``, ``eval``, ``report`` commands."""
+    from dllm_mcmc import __version__
+
+    parser = argparse.ArgumentParser(prog="dllm-mcmc", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the version and exit")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the full traceback instead of the one-line message")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     help="one of the commands below; 'dllm-mcmc COMMAND -h' lists its flags")
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+
+    model_parser = commands.add_parser("demo", help="the bundled model on test problems: random, confidence, IMH",
+                                       description="Decode a few test problems of every task family with the "
+                                                   "bundled model tasks-small under the random and confidence "
+                                                   "rules and IMH, and print Pass@k.", formatter_class=defaults)
+    model_parser.add_argument("--problems", type=int, default=2, help="test problems per task family (>= 1)")
+    model_parser.add_argument("--samples", type=int, default=8,
+                              help=f"answers per method and problem (>= 1); the first {SHOWN_ANSWERS} are printed")
+    model_parser.add_argument("--temperature", type=float, default=0.5,
+                              help="token temperature τ of the decoders, also IMH's target temperature T (> 0)")
+    model_parser.add_argument("--seed", type=int, default=0, help="seed of the problems and of the samplers")
+
+    toy_parser = commands.add_parser("toy", help="decode an exact toy model under every rule, then IMH",
+                                     description="Decode a random exact joint over 4 letters and 6 positions "
+                                                 "under every rule, with exact log-densities, then IMH towards "
+                                                 "the globally tempered target.", formatter_class=defaults)
+    toy_parser.add_argument("--samples", type=int, default=4, help="samples printed per rule (>= 1)")
+    toy_parser.add_argument("--temperature", type=float, default=0.5,
+                            help="token temperature τ, also IMH's target temperature T (> 0)")
+    toy_parser.add_argument("--seed", type=int, default=0, help="seed of the toy joint and of the samplers")
+
+    eval_parser = commands.add_parser("eval", help="methods x tasks x n samples from a TOML/YAML config; resumable",
+                                      description="Run every method of CONFIG on every task, n samples per "
+                                                  "problem, appending records to a JSONL file; units already "
+                                                  "in the file are skipped. Flags override the config.")
     eval_parser.add_argument("config", help="a TOML or YAML file (see docs/evaluation.md)")
-    eval_parser.add_argument("--out", dest="output", help="results JSONL (overrides the config's output)")
-    eval_parser.add_argument("--model")
-    eval_parser.add_argument("--samples", type=int)
-    eval_parser.add_argument("--problems", type=int, help="problems per task (default: the whole test set)")
-    eval_parser.add_argument("--seed", type=int)
+    eval_parser.add_argument("--out", dest="output", metavar="JSONL",
+                             help="results JSONL (overrides the config's output)")
+    eval_parser.add_argument("--model", help="bundled model name or local model directory (overrides the config's)")
+    eval_parser.add_argument("--samples", type=int,
+                             help="samples per problem and method, >= 1 (overrides the config's)")
+    eval_parser.add_argument("--problems", type=int,
+                             help="problems per task, >= 1 (overrides the config's; default: the whole test set)")
+    eval_parser.add_argument("--seed", type=int, help="base seed (overrides the config's)")
     eval_parser.add_argument("--tasks", help="comma-separated task names, replacing the config's")
     eval_parser.add_argument("--methods", help="comma-separated method names: a subset of the config's")
     eval_parser.add_argument("--report", metavar="DIR", help="then write the report of the results file into DIR")
-    eval_parser.add_argument("--no-progress", action="store_true")
-    report_parser = commands.add_parser("report", help="markdown table and plots from an eval results file")
+    eval_parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    report_parser = commands.add_parser("report", help="markdown table and plots from an eval results file",
+                                        description="Write report.md (pass@k with bootstrap intervals) and its "
+                                                    "plots for the records of one or more results files.")
     report_parser.add_argument("results", nargs="+", help="JSONL files written by dllm-mcmc eval (read as one)")
-    report_parser.add_argument("--out", help="folder for report.md and the plots (default: beside the first file)")
-    args = parser.parse_args(argv)
+    report_parser.add_argument("--out", metavar="DIR",
+                               help="folder for report.md and the plots (default: beside the first file)")
+    return parser
+
+
+def check_values(args: argparse.Namespace) -> None:
+    """Refuse flag values that parse but make no sense (``ValueError`` naming the flag and the value)."""
+    for flag in ("samples", "problems"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag} must be an integer >= 1, got {value}")
+    temperature = getattr(args, "temperature", None)
+    if temperature is not None and not (temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f"--temperature must be a finite number > 0, got {temperature:g}")
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line (a KeyError's text without its quotes; the type if empty)."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        message = f"{error.filename}: {error.strerror}"  # not "[Errno 2] No such file or directory: 'x'"
+    elif isinstance(error, KeyError) and len(error.args) == 1:
+        message = error.args[0]
+    else:
+        message = str(error)
+    message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    return message or type(error).__name__
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; user errors propagate as exceptions (see `main`)."""
+    check_values(args)
     if args.command == "eval":
         return run_eval(args)
     if args.command == "report":
@@ -184,6 +260,27 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "toy":
         demo(args.samples, args.temperature, args.seed)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``dllm-mcmc`` on ``argv`` and return the exit code: 0 on success, 2 on a user error.
+
+    A user error (`USER_ERRORS`: a missing file, a bad value, an unknown task or model) prints one line,
+    ``dllm-mcmc: error: <message>``, on stderr; with ``--debug`` it is raised instead, traceback and all.
+    Errors of the command line's syntax are argparse's (usage line, then the error; exit 2).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, syntax errors: argparse has printed what it had to
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
+    try:
+        return run_command(args)
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        print(f"{parser.prog}: error: {one_line(error)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ Example:
     >>> import torch
     >>> from dllm_mcmc import ExactDenoiser, decode
     >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
-    >>> target = TemperedTarget(toy, None, gen_length=4, temperature=0.5)
+    >>> target = TemperedTarget(toy, None, gen_length=4, target_temperature=0.5)
     >>> traj = decode(toy, None, 4, num_samples=3, generator=torch.Generator().manual_seed(0))
     >>> fast = target.log_density(traj)
     >>> traced = target.traced_log_density(traj.tokens, traj.order)
@@ -38,15 +38,14 @@ Example:
 
 from __future__ import annotations
 
-import math
-
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
 
-from dllm_mcmc.decoding.config import DecodeConfig
-from dllm_mcmc.decoding.decode import _prompt_rows
+from dllm_mcmc._checks import one_of, positive_float, positive_int
+from dllm_mcmc.decoding.canvas import masked_canvas, prompt_rows
+from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.decoding.rules import position_rule
 from dllm_mcmc.decoding.trajectory import Trajectory
 from dllm_mcmc.denoisers.base import Denoiser, MaxRows, forward_in_chunks, model_log_probs, resolve_max_rows
@@ -68,10 +67,11 @@ class TemperedTarget:
         denoiser: the dLLM (wrapped in a `MeteredDenoiser` to count its cost).
         prompt: ``[P]`` prompt ids or ``None``.
         gen_length: response length ``L``.
-        temperature: ``T > 0``.
+        target_temperature: ``T > 0`` (keyword-only; the token temperature ``τ`` of a proposal is
+            the kernel's ``proposal_temperature``).
         likelihood: ``order``, ``left_to_right`` or ``elbo`` (approximate).
-        rule, block_length, tokens_per_step, position_temperature, position_score: the order
-            law ``u`` (a decoding rule; ``confidence`` is refused).
+        rule: the order law ``u``: a rule name or a `Rule` with its options (block length,
+            tokens per step, position temperature and score); ``confidence`` is refused.
         elbo_samples: maskings per sequence for ``elbo``.
         seed: seeds the ELBO's maskings.
         max_rows: largest batch of one forward call, for the kernels over this target (their
@@ -86,38 +86,30 @@ class TemperedTarget:
         denoiser: Denoiser,
         prompt: torch.Tensor | None,
         gen_length: int,
-        temperature: float = 1.0,
+        *,
+        target_temperature: float = 1.0,
         likelihood: str = "order",
-        rule: str = "random",
-        block_length: int | None = None,
-        tokens_per_step: int = 1,
-        position_temperature: float = 1.0,
-        position_score: str = "top_prob",
+        rule: str | Rule = "random",
         elbo_samples: int = 16,
         seed: int = 0,
         max_rows: MaxRows = None,
     ) -> None:
-        if rule == "confidence":
+        rule = Rule.of(rule)
+        if rule.name == "confidence":
             raise ValueError(CONFIDENCE_REFUSAL)
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood={likelihood!r} is unknown; choose one of {', '.join(LIKELIHOODS)}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-            math.isfinite(temperature) and temperature > 0
-        ):
-            raise ValueError(f"temperature (the target temperature T) must be > 0, got {temperature!r}")
+        one_of("likelihood", likelihood, LIKELIHOODS)
+        try:
+            positive_float("target_temperature", target_temperature)
+        except ValueError as error:
+            raise ValueError(f"{error} (the target temperature T)") from None
+        positive_int("elbo_samples", elbo_samples)
         self.denoiser = denoiser if isinstance(denoiser, MeteredDenoiser) else MeteredDenoiser(denoiser)
-        self.order_law = DecodeConfig(
-            rule=rule,
-            temperature=1.0,
-            block_length=block_length,
-            tokens_per_step=tokens_per_step,
-            position_temperature=position_temperature,
-            position_score=position_score,
-        )
+        self.rule = rule
+        self.order_law = rule.config(temperature=1.0)
         self.order_law.schedule(gen_length)  # validates gen_length against block_length
-        self.prompt = _prompt_rows(self.denoiser, prompt, 1)[0]
+        self.prompt = prompt_rows(self.denoiser, prompt, 1)[0]
         self.gen_length = gen_length
-        self.temperature = float(temperature)
+        self.target_temperature = float(target_temperature)
         self.likelihood = likelihood
         self.elbo_samples = elbo_samples
         self.max_rows = resolve_max_rows(self.denoiser, max_rows, self.prompt.numel() + gen_length)
@@ -149,7 +141,7 @@ class TemperedTarget:
         temperature): its position terms are then exactly ``log u``.
         """
         log_lik = self.log_likelihood(trajectory.tokens, trajectory.log_p)
-        return trajectory.log_position + log_lik / self.temperature
+        return trajectory.log_position + log_lik / self.target_temperature
 
     def model(self, num_rows: int = 1) -> None:
         """The Pyro program of the target: decoding at τ = 1 plus a tempering factor."""
@@ -159,10 +151,7 @@ class TemperedTarget:
         prompt_length, length = self.prompt.numel(), self.gen_length
         device = self.prompt.device
         rows = torch.arange(num_rows, device=device)
-        canvas = torch.cat(
-            [self.prompt_rows(num_rows), torch.full((num_rows, length), mask_id, dtype=torch.long, device=device)],
-            dim=1,
-        )
+        canvas = masked_canvas(self.prompt_rows(num_rows), length, mask_id)
         response = canvas[:, prompt_length:]
         order = torch.empty(num_rows, length, dtype=torch.long, device=device)
         chain_rule_log_p = torch.zeros(num_rows, device=device)
@@ -187,7 +176,7 @@ class TemperedTarget:
                     commit += 1
                 response[rows[:, None], torch.stack(step_positions, 1)] = torch.stack(step_tokens, 1)
             log_lik = self.log_likelihood(response.clone(), chain_rule_log_p)
-            pyro.factor("tempering", log_lik / self.temperature - chain_rule_log_p)
+            pyro.factor("tempering", log_lik / self.target_temperature - chain_rule_log_p)
 
     @torch.no_grad()  # scoring never needs gradients through the denoiser
     def traced_log_density(self, tokens: torch.Tensor, order: torch.Tensor) -> torch.Tensor:

@@ -73,7 +73,7 @@ def test_bf16_model_runs_every_kernel(kernel, options):
 
 def test_bf16_likelihoods_and_power_redecode():
     denoiser = tiny_llada()
-    target = TemperedTarget(denoiser, PROMPT, 4, temperature=0.5, likelihood="left_to_right", max_rows=5)
+    target = TemperedTarget(denoiser, PROMPT, 4, target_temperature=0.5, likelihood="left_to_right", max_rows=5)
     traj = decode(denoiser, PROMPT, 4, num_samples=2, generator=seeded(1))
     assert torch.isfinite(target.log_density(traj)).all()
     new = redecode(denoiser, PROMPT, traj, torch.tensor([2, 0]), seeded(2), max_rows=1)
@@ -119,7 +119,7 @@ def test_kernel_micro_batches_change_nothing(toy, kernel, options):
 
 def test_stepwise_kernel_max_rows_overrides_the_target(toy):
     counting = CountingDenoiser(toy)
-    target = TemperedTarget(counting, None, 4, temperature=0.5, max_rows=5)
+    target = TemperedTarget(counting, None, 4, target_temperature=0.5, max_rows=5)
     kernel = Stepwise(target, proposal_temperature=0.5, num_candidates=4, num_chains=3, max_rows=2)
     kernel.setup(0)
     assert max(counting.batch_sizes) == 2
@@ -192,7 +192,7 @@ def test_no_host_reads_inside_the_decoding_loops():
 
     def kernel_run(length, kernel_class, **options):
         def run():
-            target = TemperedTarget(denoiser, PROMPT, length, temperature=0.5, rule="stochastic")
+            target = TemperedTarget(denoiser, PROMPT, length, target_temperature=0.5, rule="stochastic")
             kernel = kernel_class(target, proposal_temperature=0.7, num_chains=2, **options)
             kernel.setup(0)
             kernel.sample(kernel.initial_params)

@@ -64,7 +64,7 @@ def test_accept_probability_and_frequency_match_the_hand_computation():
 
 def test_kernel_acceptance_ratio_against_direct_arithmetic(toy):
     temperature, tau = 0.7, 0.5
-    kernel = IMH(TemperedTarget(toy, None, 4, temperature=temperature), proposal_temperature=tau, num_chains=8, seed=3)
+    kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=temperature), proposal_temperature=tau, num_chains=8, seed=3)
     kernel.setup(0)
     before = kernel.initial_params
     kernel.sample(before)
@@ -84,7 +84,7 @@ def test_the_proposal_never_reads_the_state(toy):
     """Two kernels with the same seed but different current states see the same proposals."""
     proposals = []
     for start in (0, 2):
-        kernel = IMH(TemperedTarget(toy, None, 4, temperature=0.5), proposal_temperature=0.5, num_chains=4, seed=9)
+        kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=0.5), proposal_temperature=0.5, num_chains=4, seed=9)
         kernel.setup(0)
         kernel.initial_params = {"tokens": torch.full((4, 4), start), "order": torch.arange(4).expand(4, 4)}
         params, seen = kernel.initial_params, []
@@ -96,7 +96,7 @@ def test_the_proposal_never_reads_the_state(toy):
 
 
 def test_runs_under_pyro_mcmc_with_integer_tokens(toy):
-    kernel = IMH(TemperedTarget(toy, None, 4, temperature=0.5), proposal_temperature=0.5, num_chains=3, seed=0)
+    kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=0.5), proposal_temperature=0.5, num_chains=3, seed=0)
     mcmc = MCMC(kernel, num_samples=20, warmup_steps=5, disable_progbar=True)
     mcmc.run()
     tokens = mcmc.get_samples(group_by_chain=True)["tokens"]
@@ -108,7 +108,7 @@ def test_runs_under_pyro_mcmc_with_integer_tokens(toy):
 
 
 def test_proposal_batch_decodes_many_proposals_in_one_batch(toy):
-    kernel = IMH(TemperedTarget(toy, None, 4, temperature=0.5), proposal_temperature=0.5, num_chains=3,
+    kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=0.5), proposal_temperature=0.5, num_chains=3,
                  proposal_batch=10, seed=0)
     kernel.setup(0)
     params = kernel.initial_params
@@ -150,7 +150,7 @@ def test_r_hat_and_ess_on_the_toy_with_four_chains(toy):
 
 
 def test_a_user_kernel_object_plugs_in(toy):
-    kernel = IMH(TemperedTarget(toy, None, 4, temperature=1.0), proposal_temperature=1.0, num_chains=2, seed=0)
+    kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=1.0), proposal_temperature=1.0, num_chains=2, seed=0)
     result = sample(toy, None, 4, kernel=kernel, num_samples=50, warmup=0, progress=False)
     assert result.tokens.shape == (2, 50, 4)
     assert result.config["kernel"] == "imh" and result.config["target_temperature"] == 1.0

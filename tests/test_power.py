@@ -7,10 +7,11 @@ import torch
 from conftest import empirical, total_variation
 
 from dllm_mcmc import ExactDenoiser, TemperedTarget, replay, sample
+from dllm_mcmc.decoding import Rule
 from dllm_mcmc.mcmc.power import Power
 
 # A token-dependent order law: the stochastic rule on entropies at a low position temperature.
-RULE = dict(rule="stochastic", position_score="entropy", position_temperature=0.05)
+RULE = dict(rule=Rule("stochastic", position_score="entropy", position_temperature=0.05))
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def toy():
 
 
 def run(toy, position_terms, **rule):
-    kernel = Power(TemperedTarget(toy, None, 4, temperature=0.5, **rule), proposal_temperature=0.5,
+    kernel = Power(TemperedTarget(toy, None, 4, target_temperature=0.5, **rule), proposal_temperature=0.5,
                    num_chains=256, seed=1, position_terms=position_terms)
     result = sample(toy, None, 4, kernel=kernel, num_samples=500, warmup=50, progress=False)
     return empirical(toy, result.tokens.reshape(-1, 4)), result
@@ -59,7 +60,7 @@ def test_with_random_order_the_position_terms_cancel(toy):
 
 
 def test_cost_is_one_decode_per_move(toy):
-    kernel = Power(TemperedTarget(toy, None, 4, temperature=0.5), proposal_temperature=0.5, num_chains=3,
+    kernel = Power(TemperedTarget(toy, None, 4, target_temperature=0.5), proposal_temperature=0.5, num_chains=3,
                    moves_per_draw=2, seed=0)
     sample(toy, None, 4, kernel=kernel, num_samples=5, warmup=0, progress=False)
     assert kernel.cost == (4 * (1 + 10), 3 * 4 * (1 + 10))

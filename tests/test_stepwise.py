@@ -24,7 +24,7 @@ from dllm_mcmc.mh import sir as _sir
 
 def _run(toy, temperature=0.5, tau=0.5, num_chains=2_000, num_samples=10, seed=0, target_options=None,
          **options):
-    target = TemperedTarget(toy, None, toy.length, temperature=temperature, **(target_options or {}))
+    target = TemperedTarget(toy, None, toy.length, target_temperature=temperature, **(target_options or {}))
     kernel = Stepwise(target, proposal_temperature=tau, num_chains=num_chains, seed=seed, **options)
     result = sample(toy, None, toy.length, kernel=kernel, num_samples=num_samples, warmup=0, progress=False)
     return result, kernel
@@ -90,7 +90,7 @@ def test_one_candidate_reproduces_decode_draw_for_draw():
     """With K = 1 the kernel consumes its generator exactly as `decode` does."""
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
     for rule, block_length in (("random", None), ("entropy", 2), ("stochastic", 2)):
-        target = TemperedTarget(toy, None, 4, temperature=0.5, rule=rule, block_length=block_length)
+        target = TemperedTarget(toy, None, 4, target_temperature=0.5, rule=rule, block_length=block_length)
         kernel = Stepwise(target, proposal_temperature=0.7, num_candidates=1, num_chains=50, seed=3)
         kernel.setup(0)
         traj = decode(toy, None, 4, rule=rule, block_length=block_length, temperature=0.7,
@@ -138,7 +138,7 @@ def _brute_log_suffix(toy, fixed, temperature):
 
 def test_exact_suffix_and_mean_field_values():
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
-    target = TemperedTarget(toy, None, 4, temperature=0.5)
+    target = TemperedTarget(toy, None, 4, target_temperature=0.5)
     kernel = Stepwise(target, proposal_temperature=0.5, suffix="exact", suffix_scope="all")
     m = toy.mask_id
     canvases = torch.tensor([[m, 0, m, m], [m, 1, m, m], [m, 2, m, m], [m, m, m, 2]])
@@ -166,7 +166,7 @@ def test_mean_field_costs_one_forward_call_per_step_with_k_times_c_rows(block_le
     counting = CountingDenoiser(toy)
     meter = MeteredDenoiser(counting)
     chains, candidates, length = 3, 5, 4
-    target = TemperedTarget(meter, None, length, temperature=0.5, block_length=block_length)
+    target = TemperedTarget(meter, None, length, target_temperature=0.5, block_length=block_length)
     kernel = Stepwise(target, proposal_temperature=0.5, num_candidates=candidates, num_chains=chains)
     kernel.setup(0)  # the initial draw is one stepwise decode
     assert counting.batch_sizes == [chains] + [chains * candidates] * (length - 1)
@@ -186,7 +186,7 @@ def test_exact_suffix_enumeration_calls_are_counted_and_dedupe_keeps_the_calls()
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
     costs = []
     for dedupe in (False, True):
-        target = TemperedTarget(toy, None, 4, temperature=0.5)
+        target = TemperedTarget(toy, None, 4, target_temperature=0.5)
         kernel = Stepwise(target, proposal_temperature=0.5, num_candidates=8, num_chains=4,
                           suffix="exact", dedupe=dedupe)
         kernel.setup(0)
@@ -213,7 +213,7 @@ def test_dedupe_changes_rows_not_results():
 @pytest.mark.parametrize("rule,block_length", [("random", None), ("entropy", 2), ("stochastic", 2)])
 def test_log_target_is_the_targets_log_density_of_the_draw(rule, block_length):
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
-    target = TemperedTarget(toy, None, 4, temperature=0.5, rule=rule, block_length=block_length,
+    target = TemperedTarget(toy, None, 4, target_temperature=0.5, rule=rule, block_length=block_length,
                             position_temperature=0.5, position_score="margin")
     kernel = Stepwise(target, proposal_temperature=0.7, num_candidates=4, num_chains=16, seed=2)
     kernel.setup(0)
@@ -277,13 +277,13 @@ def test_same_seed_same_draws_and_other_seed_other_draws():
 def test_bad_options_are_refused_by_name(options, name):
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
     with pytest.raises(ValueError, match=name):
-        Stepwise(TemperedTarget(toy, None, 4, temperature=0.5), **options)
+        Stepwise(TemperedTarget(toy, None, 4, target_temperature=0.5), **options)
 
 
 def test_suffix_counts_per_step():
     """Masked positions left in scope after each commit (L = 4, blocks of 2)."""
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
-    target = TemperedTarget(toy, None, 4, temperature=0.5, block_length=2)
+    target = TemperedTarget(toy, None, 4, target_temperature=0.5, block_length=2)
     assert Stepwise(target, suffix_scope="block")._suffix_counts == [1, 0, 1, 0]
     assert Stepwise(target, suffix_scope="all")._suffix_counts == [3, 2, 1, 0]
 
@@ -291,11 +291,11 @@ def test_suffix_counts_per_step():
 def test_several_tokens_per_step_and_huge_enumerations_are_refused():
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
     with pytest.raises(ValueError, match="tokens_per_step"):
-        Stepwise(TemperedTarget(toy, None, 4, temperature=0.5, tokens_per_step=2))
+        Stepwise(TemperedTarget(toy, None, 4, target_temperature=0.5, tokens_per_step=2))
     with pytest.raises(ValueError, match="max_suffix_completions"):
-        Stepwise(TemperedTarget(toy, None, 4, temperature=0.5), suffix="exact", max_suffix_completions=26)
+        Stepwise(TemperedTarget(toy, None, 4, target_temperature=0.5), suffix="exact", max_suffix_completions=26)
     # block scope enumerates only the block: 3^1 completions
-    Stepwise(TemperedTarget(toy, None, 4, temperature=0.5, block_length=2), suffix="exact",
+    Stepwise(TemperedTarget(toy, None, 4, target_temperature=0.5, block_length=2), suffix="exact",
              max_suffix_completions=3)
     with pytest.raises(ValueError, match="target"):
         Stepwise(toy)
@@ -307,7 +307,7 @@ def test_prompt_max_rows_chunking_and_pyro_mcmc():
     prompt = torch.tensor([2, 0])
     toy = ExactDenoiser.random(vocab_size=3, length=3, seed=1, prompt=prompt)
     counting = CountingDenoiser(toy)
-    target = TemperedTarget(counting, prompt, 3, temperature=0.5)
+    target = TemperedTarget(counting, prompt, 3, target_temperature=0.5)
     kernel = Stepwise(target, proposal_temperature=0.5, num_candidates=4, num_chains=3, max_rows=5)
     mcmc = MCMC(kernel, num_samples=5, warmup_steps=1, disable_progbar=True)
     mcmc.run()
@@ -324,7 +324,7 @@ def test_prompt_max_rows_chunking_and_pyro_mcmc():
 def test_exact_suffix_with_a_prompt():
     prompt = torch.tensor([1])
     toy = ExactDenoiser.random(vocab_size=3, length=3, seed=2, prompt=prompt)
-    kernel = Stepwise(TemperedTarget(toy, prompt, 3, temperature=0.7), suffix="exact")
+    kernel = Stepwise(TemperedTarget(toy, prompt, 3, target_temperature=0.7), suffix="exact")
     m = toy.mask_id
     canvases = torch.tensor([[1, m, 0, m], [1, m, 2, m], [1, 1, m, m]])
     scope = canvases[:, 1:] == m

@@ -5,6 +5,7 @@ import torch
 from conftest import seeded
 
 from dllm_mcmc import ExactDenoiser, TemperedTarget, decode
+from dllm_mcmc.decoding import Rule
 from dllm_mcmc.likelihood import elbo_log_likelihood, left_to_right_log_likelihood
 
 
@@ -14,11 +15,12 @@ def prompted_toy():
 
 
 @pytest.mark.parametrize("likelihood", ["order", "left_to_right"])
-@pytest.mark.parametrize("rule,k,block", [("random", 1, None), ("stochastic", 2, 2), ("entropy", 1, 2), ("margin", 3, None)])
+@pytest.mark.parametrize("rule,k,block",
+                         [("random", 1, None), ("stochastic", 2, 2), ("entropy", 1, 2), ("margin", 3, None)])
 def test_traced_pyro_log_density_equals_direct_arithmetic(prompted_toy, likelihood, rule, k, block):
     toy = prompted_toy
-    target = TemperedTarget(toy, toy.prompt, 4, temperature=0.7, likelihood=likelihood, rule=rule,
-                            tokens_per_step=k, block_length=block, position_temperature=0.4)
+    target = TemperedTarget(toy, toy.prompt, 4, target_temperature=0.7, likelihood=likelihood,
+                            rule=Rule(rule, tokens_per_step=k, block_length=block, position_temperature=0.4))
     traj = decode(toy, toy.prompt, 4, rule=rule, tokens_per_step=k, block_length=block, position_temperature=0.4,
                   temperature=0.5, num_samples=12, generator=seeded(0))
     traced = target.traced_log_density(traj.tokens, traj.order)
@@ -33,7 +35,7 @@ def test_traced_pyro_log_density_equals_direct_arithmetic(prompted_toy, likeliho
 
 
 def test_random_order_law_is_uniform_over_orders(toy):
-    target = TemperedTarget(toy, None, 4, temperature=2.0)
+    target = TemperedTarget(toy, None, 4, target_temperature=2.0)
     traj = decode(toy, None, 4, num_samples=5, generator=seeded(0))
     expected = -math.log(math.factorial(4)) + toy.log_prob(traj.tokens) / 2.0
     assert torch.allclose(target.log_density(traj), expected, atol=1e-5)
@@ -65,8 +67,10 @@ def test_confidence_is_refused_with_the_reason(toy):
         TemperedTarget(toy, None, 4, rule="confidence")
 
 
-@pytest.mark.parametrize("kwargs,name", [({"temperature": 0}, "temperature"), ({"likelihood": "ppl"}, "likelihood"),
-                                         ({"block_length": 3}, "block_length")])
+@pytest.mark.parametrize("kwargs,name", [({"target_temperature": 0}, "target_temperature"),
+                                         ({"likelihood": "ppl"}, "likelihood"),
+                                         ({"rule": Rule(block_length=3)}, "block_length"),
+                                         ({"rule": "fast"}, "rule")])
 def test_bad_target_options(toy, kwargs, name):
     with pytest.raises(ValueError, match=name):
         TemperedTarget(toy, None, 4, **kwargs)

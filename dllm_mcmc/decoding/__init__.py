@@ -1,7 +1,7 @@
 """Decoding: rules, the batched decoding loop, and its `Trajectory` record."""
 
-from dllm_mcmc.decoding.config import POSITION_SCORES, RULES, DecodeConfig
+from dllm_mcmc.decoding.config import POSITION_SCORES, RULE_OPTIONS, RULES, DecodeConfig, Rule
 from dllm_mcmc.decoding.decode import decode, redecode, replay
 from dllm_mcmc.decoding.trajectory import Trajectory
 
-__all__ = ["DecodeConfig", "POSITION_SCORES", "RULES", "Trajectory", "decode", "redecode", "replay"]
+__all__ = ["DecodeConfig", "POSITION_SCORES", "RULES", "RULE_OPTIONS", "Rule", "Trajectory", "decode", "redecode", "replay"]

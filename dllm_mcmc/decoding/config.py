@@ -1,12 +1,78 @@
-"""`DecodeConfig`: the options of one decoding run, validated once, recorded with the result."""
+"""`Rule`: the decoding rule as one options object (which position is committed next: the order law),
+and `DecodeConfig`: a rule plus the token temperature, the options of one decoding run, validated
+once, recorded with the result.
+
+The same `Rule` object is passed to `decode`, `TemperedTarget`, `sample` and the evaluation methods,
+so the five rule options are spelled once.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
+
+from dllm_mcmc._checks import one_of, positive_float, positive_int
 
 RULES = ("random", "confidence", "top_prob", "margin", "entropy", "stochastic")
 POSITION_SCORES = ("top_prob", "margin", "entropy")
+
+
+RULE_OPTIONS = ("block_length", "tokens_per_step", "position_temperature", "position_score")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A decoding rule: how the next position(s) are chosen. No token temperature here: that is ``τ``,
+    given to the decoder beside the rule.
+
+    Attributes:
+        name: one of ``RULES`` (see `dllm_mcmc.decoding.rules`).
+        block_length: semi-autoregressive block size (``None``: one block, the whole response).
+        tokens_per_step: positions committed per forward pass.
+        position_temperature: softmax temperature of the ``stochastic`` rule's position choice.
+        position_score: the score the ``stochastic`` rule samples from.
+
+    Example:
+        >>> Rule("entropy", block_length=4)
+        Rule(name='entropy', block_length=4, tokens_per_step=1, position_temperature=1.0, position_score='top_prob')
+        >>> Rule.of("random") == Rule()
+        True
+    """
+
+    name: str = "random"
+    block_length: int | None = None
+    tokens_per_step: int = 1
+    position_temperature: float = 1.0
+    position_score: str = "top_prob"
+
+    def __post_init__(self) -> None:
+        one_of("rule", self.name, RULES)
+        positive_float("position_temperature", self.position_temperature)
+        one_of("position_score", self.position_score, POSITION_SCORES)
+        positive_int("tokens_per_step", self.tokens_per_step)
+        if self.block_length is not None:
+            positive_int("block_length", self.block_length)
+
+    @classmethod
+    def of(cls, rule: str | Rule, **options) -> Rule:
+        """``rule`` as a `Rule`: a name with ``options`` (the fields above), or a `Rule` as it is."""
+        if isinstance(rule, Rule):
+            if options:
+                raise ValueError(f"{', '.join(sorted(options))}: give these inside the Rule object, not beside it")
+            return rule
+        if not isinstance(rule, str):
+            raise ValueError(f"rule must be a rule name or a Rule, got {rule!r}")
+        unknown = sorted(set(options) - set(RULE_OPTIONS))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not options of a rule ({', '.join(RULE_OPTIONS)})")
+        return cls(rule, **options)
+
+    def config(self, temperature: float = 1.0, suppress_eos: bool = False) -> DecodeConfig:
+        """The `DecodeConfig` of decoding with this rule at token temperature ``temperature``."""
+        return DecodeConfig(rule=self.name, temperature=temperature, suppress_eos=suppress_eos,
+                            **{name: getattr(self, name) for name in RULE_OPTIONS})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -38,18 +104,13 @@ class DecodeConfig:
     suppress_eos: bool = False
 
     def __post_init__(self) -> None:
-        if self.rule not in RULES:
-            raise ValueError(f"rule={self.rule!r} is unknown; choose one of {', '.join(RULES)}")
-        _check_positive_float("temperature", self.temperature)
-        _check_positive_float("position_temperature", self.position_temperature)
-        if self.position_score not in POSITION_SCORES:
-            raise ValueError(
-                f"position_score={self.position_score!r} is unknown; choose one of "
-                f"{', '.join(POSITION_SCORES)}"
-            )
-        _check_positive_int("tokens_per_step", self.tokens_per_step)
-        if self.block_length is not None:
-            _check_positive_int("block_length", self.block_length)
+        positive_float("temperature", self.temperature)
+        Rule(self.rule, **{name: getattr(self, name) for name in RULE_OPTIONS})  # validates the rule's fields
+
+    @property
+    def rule_options(self) -> Rule:
+        """The `Rule` part of this config (everything but the token temperature and EOS handling)."""
+        return Rule(self.rule, **{name: getattr(self, name) for name in RULE_OPTIONS})
 
     @property
     def exact_density(self) -> bool:
@@ -58,7 +119,7 @@ class DecodeConfig:
 
     def schedule(self, gen_length: int) -> list[tuple[int, int, int]]:
         """One ``(block_start, block_end, tokens_committed)`` per forward pass."""
-        _check_positive_int("gen_length", gen_length)
+        positive_int("gen_length", gen_length)
         block = gen_length if self.block_length is None else self.block_length
         if gen_length % block:
             raise ValueError(
@@ -72,15 +133,3 @@ class DecodeConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _check_positive_float(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -29,13 +29,14 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from dllm_mcmc.decoding.config import DecodeConfig
+from dllm_mcmc._checks import positive_int
+from dllm_mcmc.decoding.canvas import generator_for, masked_canvas, prompt_rows
+from dllm_mcmc.decoding.config import RULE_OPTIONS, DecodeConfig, Rule
 from dllm_mcmc.decoding.rules import NEG_INF, position_rule, proposal_log_probs, sample_tokens
 from dllm_mcmc.decoding.trajectory import Trajectory
 from dllm_mcmc.denoisers.base import (
     Denoiser,
     MaxRows,
-    denoiser_device,
     forward_in_chunks,
     model_log_probs,
     resolve_max_rows,
@@ -46,7 +47,7 @@ def decode(
     denoiser: Denoiser,
     prompt: torch.Tensor | None,
     gen_length: int,
-    rule: str = "random",
+    rule: str | Rule = "random",
     temperature: float = 1.0,
     block_length: int | None = None,
     tokens_per_step: int = 1,
@@ -64,7 +65,9 @@ def decode(
         denoiser: any `Denoiser` (``mask_id``, ``vocab_size``, ``__call__`` -> logits).
         prompt: ``[P]`` ids shared by all rows, ``[S, P]`` one per row, or ``None``.
         gen_length: response length ``L``.
-        rule: ``random``, ``confidence``, ``top_prob``, ``margin``, ``entropy``, ``stochastic``.
+        rule: ``random``, ``confidence``, ``top_prob``, ``margin``, ``entropy``, ``stochastic``, or a
+            `Rule` object carrying the rule's options (then leave ``block_length``,
+            ``tokens_per_step``, ``position_temperature``, ``position_score`` at their defaults).
         temperature: token temperature ``τ > 0``.
         block_length: semi-autoregressive block size; must divide ``gen_length``.
         tokens_per_step: positions committed per forward call.
@@ -72,7 +75,7 @@ def decode(
         generator: the source of every random draw; ``None`` seeds a new one from torch's
             global generator (so ``torch.manual_seed`` makes the call reproducible). Draws are
             made on the denoiser's device; a generator on another device type (a CPU generator
-            for a CUDA model) seeds, by one draw, a generator there (see `_generator`).
+            for a CUDA model) seeds, by one draw, a generator there (see `dllm_mcmc.decoding.canvas.generator_for`).
         position_temperature, position_score: the ``stochastic`` rule's softmax temperature and
             score.
         suppress_eos: never propose ``denoiser.eos_id``.
@@ -95,20 +98,15 @@ def decode(
         >>> traj.tokens.shape, traj.exact_density
         (torch.Size([3, 4]), True)
     """
-    config = DecodeConfig(
-        rule=rule,
-        temperature=temperature,
-        block_length=block_length,
-        tokens_per_step=tokens_per_step,
-        position_temperature=position_temperature,
-        position_score=position_score,
-        suppress_eos=suppress_eos,
-    )
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-    prompt_rows = _prompt_rows(denoiser, prompt, num_samples)
-    generator = _generator(generator, prompt_rows.device)
-    return _run(denoiser, prompt, prompt_rows, gen_length, config, generator, None, progress, max_rows)
+    options = dict(block_length=block_length, tokens_per_step=tokens_per_step,
+                   position_temperature=position_temperature, position_score=position_score)
+    if isinstance(rule, Rule):  # the rule's options travel inside it; keywords left at their defaults
+        options = {k: v for k, v in options.items() if v != getattr(Rule(), k)}
+    config = Rule.of(rule, **options).config(temperature, suppress_eos)
+    positive_int("num_samples", num_samples)
+    prompts = prompt_rows(denoiser, prompt, num_samples)
+    generator = generator_for(generator, prompts.device)
+    return _run(denoiser, prompt, prompts, gen_length, config, generator, None, progress, max_rows)
 
 
 def replay(
@@ -137,7 +135,9 @@ def replay(
         True
     """
     if config is None:
-        config = DecodeConfig(**options)
+        rule = options.pop("rule", "random")
+        rule_options = {k: options.pop(k) for k in RULE_OPTIONS if k in options}
+        config = Rule.of(rule, **rule_options).config(**options)
     elif options:
         raise ValueError("pass either config or decode options, not both")
     if tokens.dim() != 2 or order.shape != tokens.shape:
@@ -145,9 +145,9 @@ def replay(
             f"tokens and order must both be [S, L]; got {tuple(tokens.shape)} and {tuple(order.shape)}"
         )
     _check_order(order, config)
-    prompt_rows = _prompt_rows(denoiser, prompt, tokens.shape[0])
-    forced = (tokens.to(prompt_rows.device), order.to(prompt_rows.device), None)
-    return _run(denoiser, prompt, prompt_rows, tokens.shape[1], config, None, forced, False, max_rows)
+    prompts = prompt_rows(denoiser, prompt, tokens.shape[0])
+    forced = (tokens.to(prompts.device), order.to(prompts.device), None)
+    return _run(denoiser, prompt, prompts, tokens.shape[1], config, None, forced, False, max_rows)
 
 
 def redecode(
@@ -178,20 +178,20 @@ def redecode(
         (True, True)
     """
     config = trajectory.config if config is None else config
-    prompt_rows = _prompt_rows(denoiser, prompt, trajectory.num_samples)
+    prompts = prompt_rows(denoiser, prompt, trajectory.num_samples)
     schedule = config.schedule(trajectory.gen_length)
-    commits_before = torch.tensor([0] + [k for _, _, k in schedule], device=prompt_rows.device).cumsum(0)
-    keep_commits = commits_before[keep_steps.to(prompt_rows.device).clamp(0, len(schedule))]
+    commits_before = torch.tensor([0] + [k for _, _, k in schedule], device=prompts.device).cumsum(0)
+    keep_commits = commits_before[keep_steps.to(prompts.device).clamp(0, len(schedule))]
     forced = (trajectory.tokens, trajectory.order, keep_commits)
-    generator = _generator(generator, prompt_rows.device)
-    return _run(denoiser, prompt, prompt_rows, trajectory.gen_length, config, generator, forced, False, max_rows)
+    generator = generator_for(generator, prompts.device)
+    return _run(denoiser, prompt, prompts, trajectory.gen_length, config, generator, forced, False, max_rows)
 
 
 @torch.no_grad()  # decoding never needs gradients, whatever the denoiser
 def _run(
     denoiser: Denoiser,
     prompt: torch.Tensor | None,
-    prompt_rows: torch.Tensor,
+    prompts: torch.Tensor,
     gen_length: int,
     config: DecodeConfig,
     generator: torch.Generator | None,
@@ -207,16 +207,13 @@ def _run(
     steps = config.schedule(gen_length)
     if config.suppress_eos and getattr(denoiser, "eos_id", None) is None:
         raise ValueError("suppress_eos=True but the denoiser has no eos_id")
-    num_rows, prompt_length = prompt_rows.shape
-    device = prompt_rows.device
+    num_rows, prompt_length = prompts.shape
+    device = prompts.device
     mask_id = int(denoiser.mask_id)
     max_rows = resolve_max_rows(denoiser, max_rows, prompt_length + gen_length)
     suppressed = int(denoiser.eos_id) if config.suppress_eos else None
     rows = torch.arange(num_rows, device=device)[:, None]
-    canvas = torch.cat(
-        [prompt_rows, torch.full((num_rows, gen_length), mask_id, dtype=torch.long, device=device)],
-        dim=1,
-    )
+    canvas = masked_canvas(prompts, gen_length, mask_id)
     response = canvas[:, prompt_length:]  # a view: commits write through to the canvas
     rule = None if config.rule == "confidence" else position_rule(
         config.rule, config.position_temperature, config.position_score
@@ -284,7 +281,7 @@ def _run(
         nfe=len(steps),
         exact_density=config.exact_density,
         config=config,
-        prompt=prompt_rows[0] if prompt is None or prompt.dim() == 1 else prompt_rows,
+        prompt=prompts[0] if prompt is None or prompt.dim() == 1 else prompts,
     )
 
 
@@ -316,49 +313,3 @@ def _check_order(order: torch.Tensor, config: DecodeConfig) -> None:
         raise ValueError(
             f"order: step {step_of[first_outside]} commits a position outside the current block or already filled"
         )
-
-
-def _prompt_rows(denoiser: Denoiser, prompt: torch.Tensor | None, num_rows: int) -> torch.Tensor:
-    """Validate ``prompt`` and expand it to ``[num_rows, P]`` on the denoiser's device."""
-    device = denoiser_device(denoiser)
-    if prompt is None:
-        return torch.zeros(num_rows, 0, dtype=torch.long, device=device)
-    if not isinstance(prompt, torch.Tensor):
-        raise ValueError(f"prompt must be a LongTensor of token ids, got {type(prompt).__name__}")
-    if prompt.is_floating_point() or prompt.is_complex() or prompt.dtype == torch.bool:
-        raise ValueError(f"prompt must hold integer token ids, got dtype {prompt.dtype}")
-    if device is not None and prompt.device != device:
-        raise ValueError(
-            f"prompt is on {prompt.device} but the denoiser computes on {device}; move the prompt"
-        )
-    if (prompt == int(denoiser.mask_id)).any():
-        raise ValueError(f"prompt contains the mask id {int(denoiser.mask_id)}")
-    if prompt.dim() == 1:
-        return prompt.long()[None].expand(num_rows, -1)
-    if prompt.dim() == 2 and prompt.shape[0] == num_rows:
-        return prompt.long()
-    raise ValueError(
-        f"prompt must be [P] or [num_samples={num_rows}, P], got shape {tuple(prompt.shape)}"
-    )
-
-
-def _generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
-    """The generator that draws on ``device``: ``generator`` itself when it lives on that device
-    type; else a generator on ``device`` seeded by one 62-bit draw from ``generator`` (``None``:
-    from torch's global generator).
-
-    A generator is bound to its device: a CPU one cannot fill a CUDA tensor. Drawing on the CPU
-    and copying each step's noise (``[S, block, V]`` float64 for ``confidence``) to the device would
-    cost a transfer and a host wait per step, so the draws stay on the device and a foreign
-    generator only seeds them. The same seed gives the same result on a given device type (CPU
-    and CUDA streams differ), and the caller's generator advances, so successive calls differ.
-    """
-    if generator is None:
-        seed = int(torch.randint(0, 2**62, (1,)))
-        return torch.Generator(device=device).manual_seed(seed)
-    if not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if torch.device(generator.device).type == device.type:
-        return generator
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-    return torch.Generator(device=device).manual_seed(seed)

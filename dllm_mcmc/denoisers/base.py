@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+
 MaxRows = int | str | None
 """A micro-batching setting: a positive int, ``"auto"`` (from free device memory) or ``None`` (no split)."""
 

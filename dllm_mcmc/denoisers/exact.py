@@ -108,9 +108,9 @@ class ExactDenoiser:
         """Exact ``log p(x)`` of response sequences ``[B, L]``."""
         return self.probs.log()[self.index(tokens)].to(torch.float32)
 
-    def tempered(self, temperature: float) -> torch.Tensor:
+    def tempered(self, target_temperature: float) -> torch.Tensor:
         """The globally tempered target ``p(x)^(1/T) / Z`` over all sequences, ``[V^L]``."""
-        return torch.softmax(self.probs.log() / temperature, dim=0)
+        return torch.softmax(self.probs.log() / target_temperature, dim=0)
 
     def __call__(
         self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None

@@ -10,7 +10,7 @@ import torch
 class MeteredDenoiser:
     """A pass-through `Denoiser` that records its cost.
 
-    ``calls`` (sequential forward calls), ``rows`` (rows pushed through), ``seconds`` (wall time
+    ``nfe`` (sequential forward calls), ``forward_rows`` (rows pushed through), ``seconds`` (wall time
     inside the model; on CUDA the device is synchronised around each call only when
     ``synchronize=True``, since an unsynchronised timer would measure launch time only).
 
@@ -18,7 +18,7 @@ class MeteredDenoiser:
         >>> from dllm_mcmc import ExactDenoiser, decode
         >>> meter = MeteredDenoiser(ExactDenoiser.random(3, 4))
         >>> _ = decode(meter, None, 4, num_samples=8)
-        >>> meter.calls, meter.rows
+        >>> meter.nfe, meter.forward_rows
         (4, 32)
     """
 
@@ -28,7 +28,7 @@ class MeteredDenoiser:
         self.reset()
 
     def reset(self) -> None:
-        self.calls, self.rows, self.seconds = 0, 0, 0.0
+        self.nfe, self.forward_rows, self.seconds = 0, 0, 0.0
 
     @property
     def device(self) -> torch.device | None:
@@ -50,6 +50,6 @@ class MeteredDenoiser:
         if sync:
             torch.cuda.synchronize(tokens.device)
         self.seconds += time.perf_counter() - start
-        self.calls += 1
-        self.rows += tokens.shape[0]
+        self.nfe += 1
+        self.forward_rows += tokens.shape[0]
         return logits

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dllm_mcmc._checks import positive_int
 from dllm_mcmc.eval.engine import Engine, load_engine
 from dllm_mcmc.eval.methods import Method, generate
 from dllm_mcmc.eval.problem import EvalTask
@@ -72,8 +73,7 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
         if not config.get(key):
             raise ValueError(f"the config needs {key!r}")
     samples = config.setdefault("samples", 16)
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    positive_int("samples", samples)
     config.setdefault("seed", 0)
     config.setdefault("output", "runs/eval/results.jsonl")
     return config
@@ -126,9 +126,9 @@ def run_experiment(config: dict, progress: bool = True, engine: Engine | None = 
     if len(set(names)) != len(names):
         raise ValueError(f"method names must differ: {names}")
     samples = config["samples"]
-    store = RecordStore.open(config["output"], samples_per_unit=samples)
     task_paths = config.get("task_paths") or {}
-    tasks = [load_task(name, task_paths.get(name)) for name in config["tasks"]]
+    tasks = [load_task(name, task_paths.get(name)) for name in config["tasks"]]  # before any file is touched
+    store = RecordStore.open(config["output"], samples_per_unit=samples)
     hashes = {(m.name, t.name): settings_hash(config, m, t.name) for m in methods for t in tasks}
     _refuse_mixed_settings(store, hashes)
     done = store.done_units()

@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from dllm_mcmc.decoding import RULES, decode
+from dllm_mcmc.decoding import RULE_OPTIONS, Rule, decode
 from dllm_mcmc.denoisers.base import denoiser_device
 from dllm_mcmc.eval.engine import Engine
 from dllm_mcmc.mcmc import KERNELS
 from dllm_mcmc.mcmc.runner import sample
 
-DECODE_OPTIONS = ("block_length", "tokens_per_step", "position_temperature", "position_score", "max_rows")
+DECODE_OPTIONS = (*RULE_OPTIONS, "max_rows")
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,10 @@ class Method:
         if self.sampler != "decode" and self.sampler not in KERNELS:
             raise ValueError(f"method {self.name!r}: sampler must be 'decode' or one of {', '.join(KERNELS)}, "
                              f"got {self.sampler!r}")
-        if self.rule not in RULES:
-            raise ValueError(f"method {self.name!r}: rule must be one of {', '.join(RULES)}, got {self.rule!r}")
+        try:
+            _ = self.decoding_rule  # validates the rule and its options
+        except ValueError as error:
+            raise ValueError(f"method {self.name!r}: {error}") from None
         if self.sampler == "decode" and set(self.options) - set(DECODE_OPTIONS):
             unknown = ", ".join(sorted(set(self.options) - set(DECODE_OPTIONS)))
             raise ValueError(f"method {self.name!r}: {unknown} not an option of decode ({', '.join(DECODE_OPTIONS)})")
@@ -72,6 +74,16 @@ class Method:
         fields = {k: config.pop(k) for k in ("name", "sampler", "rule", "temperature", "target_temperature",
                                               "warmup") if k in config}
         return cls(**fields, options=config)
+
+    @property
+    def decoding_rule(self) -> Rule:
+        """The `Rule` object of this method: ``rule`` with the rule options found in ``options``."""
+        return Rule.of(self.rule, **{k: v for k, v in self.options.items() if k in RULE_OPTIONS})
+
+    @property
+    def sampler_options(self) -> dict:
+        """``options`` less the rule's: what goes to `decode` / `sample` beside the rule."""
+        return {k: v for k, v in self.options.items() if k not in RULE_OPTIONS}
 
     def spec(self) -> dict:
         """Every setting that changes the samples (what the config hash covers)."""
@@ -95,16 +107,16 @@ def generate(method: Method, engine: Engine, prompt: torch.Tensor, samples: int,
     """Draw ``samples`` responses to ``prompt`` (``[P]`` ids) with ``method``; reproducible from ``seed``."""
     device = denoiser_device(engine.denoiser)
     prompt = prompt if device is None else prompt.to(device)
-    options = {"max_rows": "auto", **method.options}
+    options = {"max_rows": "auto", **method.sampler_options}
     start = time.perf_counter()
     if method.sampler == "decode":
-        trajectory = decode(engine.denoiser, prompt, engine.gen_length, rule=method.rule,
+        trajectory = decode(engine.denoiser, prompt, engine.gen_length, rule=method.decoding_rule,
                             temperature=method.temperature, num_samples=samples,
                             generator=torch.Generator().manual_seed(seed), **options)
         return Generation(trajectory.tokens, trajectory.nfe, trajectory.forward_rows,
                           time.perf_counter() - start)
     result = sample(engine.denoiser, prompt, engine.gen_length, kernel=method.sampler,
                     target_temperature=method.target_temperature, proposal_temperature=method.temperature,
-                    rule=method.rule, num_chains=samples, num_samples=1, warmup=method.warmup, seed=seed,
+                    rule=method.decoding_rule, num_chains=samples, num_samples=1, warmup=method.warmup, seed=seed,
                     progress=False, **options)
     return Generation(result.tokens[:, -1], result.nfe, result.forward_rows, time.perf_counter() - start)

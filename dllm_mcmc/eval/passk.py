@@ -21,12 +21,13 @@ from dataclasses import dataclass
 
 import torch
 
+from dllm_mcmc._checks import nonnegative_int
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k of one problem: ``c`` correct among ``n`` samples, ``1 <= k <= n``."""
     for name, value in (("n", n), ("c", c), ("k", k)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        nonnegative_int(name, value)
     if c > n:
         raise ValueError(f"c={c} correct samples cannot exceed n={n}")
     if not 1 <= k <= n:

@@ -20,7 +20,7 @@ Example:
     >>> from dllm_mcmc import ExactDenoiser
     >>> from dllm_mcmc.target import TemperedTarget
     >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
-    >>> kernel = IMH(TemperedTarget(toy, None, 4, temperature=0.5), proposal_temperature=0.5, num_chains=2)
+    >>> kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=0.5), proposal_temperature=0.5, num_chains=2)
     >>> kernel.setup(warmup_steps=0)
     >>> params = kernel.sample(kernel.initial_params)
     >>> params["tokens"].shape, kernel.info["accept_prob"].shape
@@ -74,12 +74,13 @@ class IMH(TargetKernel):
     def __init__(
         self,
         target: TemperedTarget,
+        *,
         proposal_temperature: float = 1.0,
         num_chains: int = 1,
         proposal_batch: int = 1,
         seed: int = 0,
     ) -> None:
-        super().__init__(target, proposal_temperature, num_chains, seed)
+        super().__init__(target, proposal_temperature=proposal_temperature, num_chains=num_chains, seed=seed)
         positive_int("proposal_batch", proposal_batch)
         self.proposal_batch = proposal_batch
         self._state: ChainState | None = None

@@ -7,13 +7,12 @@ Every kernel of dllm-mcmc works on C chains at once (a batch dimension). The MH 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
-from dllm_mcmc._checks import positive_int
+from dllm_mcmc._checks import positive_float, positive_int
 from dllm_mcmc.target import TemperedTarget
 
 
@@ -54,14 +53,12 @@ class TargetKernel(MCMCKernel):
 
     name = "kernel"
 
-    def __init__(self, target: TemperedTarget, proposal_temperature: float, num_chains: int, seed: int) -> None:
+    def __init__(self, target: TemperedTarget, *, proposal_temperature: float, num_chains: int, seed: int) -> None:
         if not isinstance(target, TemperedTarget):
             raise ValueError(f"target must be a TemperedTarget, got {type(target).__name__}")
         positive_int("num_chains", num_chains)
-        try:  # validates proposal_temperature (named "temperature" in DecodeConfig)
-            self.proposal = replace(target.order_law, temperature=proposal_temperature)
-        except ValueError as error:
-            raise ValueError(f"proposal_temperature: {error}") from None
+        positive_float("proposal_temperature", proposal_temperature)
+        self.proposal = target.rule.config(temperature=proposal_temperature)  # the proposal decoder
         self.target = target
         self.num_chains = num_chains
         self.seed = seed
@@ -91,11 +88,11 @@ class TargetKernel(MCMCKernel):
         return {
             "acceptance_rate": (self._acceptance_sum / max(self._steps, 1)).tolist(),
             "steps": self._steps,
-            "nfe": self.target.denoiser.calls,
-            "forward_rows": self.target.denoiser.rows,
+            "nfe": self.target.denoiser.nfe,
+            "forward_rows": self.target.denoiser.forward_rows,
         }
 
     @property
     def cost(self) -> tuple[int, int]:
-        """``(sequential forward calls, forward rows)`` since ``setup``."""
-        return self.target.denoiser.calls, self.target.denoiser.rows
+        """``(nfe, forward_rows)``: sequential forward calls and rows pushed through the model since ``setup``."""
+        return self.target.denoiser.nfe, self.target.denoiser.forward_rows

@@ -27,7 +27,7 @@ wrong whenever the order law depends on the tokens (any confidence-based rule).
 Example:
     >>> from dllm_mcmc import ExactDenoiser, TemperedTarget
     >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
-    >>> kernel = Power(TemperedTarget(toy, None, 4, temperature=0.5), proposal_temperature=0.5, num_chains=2)
+    >>> kernel = Power(TemperedTarget(toy, None, 4, target_temperature=0.5), proposal_temperature=0.5, num_chains=2)
     >>> kernel.setup(0)
     >>> kernel.sample(kernel.initial_params)["tokens"].shape
     torch.Size([2, 4])
@@ -69,13 +69,14 @@ class Power(TargetKernel):
     def __init__(
         self,
         target: TemperedTarget,
+        *,
         proposal_temperature: float = 1.0,
         moves_per_draw: int = 1,
         num_chains: int = 1,
         seed: int = 0,
         position_terms: bool = True,
     ) -> None:
-        super().__init__(target, proposal_temperature, num_chains, seed)
+        super().__init__(target, proposal_temperature=proposal_temperature, num_chains=num_chains, seed=seed)
         positive_int("moves_per_draw", moves_per_draw)
         self.moves_per_draw = moves_per_draw
         self.position_terms = position_terms

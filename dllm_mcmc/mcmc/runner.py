@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import inspect
 import time
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from dllm_mcmc._checks import nonnegative_int, positive_int
+from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.denoisers.base import Denoiser
 from dllm_mcmc.mcmc.imh import IMH
+from dllm_mcmc.mcmc.kernel import KernelProtocol
 from dllm_mcmc.mcmc.power import Power
 from dllm_mcmc.mcmc.result import Result
 from dllm_mcmc.mcmc.stepwise import Stepwise
@@ -28,21 +32,18 @@ def sample(
     denoiser: Denoiser,
     prompt: torch.Tensor | None,
     gen_length: int,
-    kernel="imh",
+    kernel: str | KernelProtocol = "imh",
+    *,
     target_temperature: float = 1.0,
     proposal_temperature: float = 1.0,
-    rule: str = "random",
+    rule: str | Rule = "random",
     num_chains: int = 4,
     num_samples: int = 1000,
     warmup: int = 100,
     seed: int = 0,
     progress: bool = True,
     likelihood: str = "order",
-    block_length: int | None = None,
-    tokens_per_step: int = 1,
-    position_temperature: float = 1.0,
-    position_score: str = "top_prob",
-    **options,
+    **options: Any,
 ) -> Result:
     """Draw ``num_samples`` states per chain from ``π_T ∝ u · L^(1/T)`` after ``warmup`` steps.
 
@@ -52,8 +53,8 @@ def sample(
             ``docs/sampling.md``); with an object, the target and proposal options here are unused.
         target_temperature: ``T``.
         proposal_temperature: token temperature ``τ`` of the proposal decoder.
-        rule, block_length, tokens_per_step, position_temperature, position_score: the decoding
-            rule (the proposal, and the target's order law).
+        rule: the decoding rule (the proposal's, and the target's order law): a name or a `Rule`
+            with its options (``Rule("entropy", block_length=8)``).
         likelihood: ``order``, ``left_to_right`` or ``elbo`` (approximate).
         options: further `TemperedTarget` options (``elbo_samples``; ``max_rows``: the largest
             batch of one forward call of every kernel, a positive int, ``"auto"`` from the free CUDA
@@ -72,9 +73,8 @@ def sample(
         >>> result.tokens.shape
         torch.Size([2, 50, 4])
     """
-    for name, value, low in (("num_samples", num_samples, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    positive_int("num_samples", num_samples)
+    nonnegative_int("warmup", warmup)
     config = {
         "gen_length": gen_length,
         "num_chains": num_chains,
@@ -97,10 +97,8 @@ def sample(
                 f"(its options: {', '.join(k for k in known if k != 'target')})"
             )
         target = TemperedTarget(
-            denoiser, prompt, gen_length, temperature=target_temperature, likelihood=likelihood,
-            rule=rule, block_length=block_length, tokens_per_step=tokens_per_step,
-            position_temperature=position_temperature, position_score=position_score, seed=seed,
-            **target_options,
+            denoiser, prompt, gen_length, target_temperature=target_temperature, likelihood=likelihood,
+            rule=rule, seed=seed, **target_options,
         )
         kernel = kernel_class(
             target, proposal_temperature=proposal_temperature, num_chains=num_chains, seed=seed,
@@ -143,7 +141,7 @@ def _target_config(target, proposal) -> dict:
     if not isinstance(target, TemperedTarget):
         return {}
     config = {
-        "target_temperature": target.temperature,
+        "target_temperature": target.target_temperature,
         "likelihood": target.likelihood,
         "likelihood_exact": target.exact,
         **{k if k == "rule" else f"rule_{k}": v for k, v in target.order_law.as_dict().items()

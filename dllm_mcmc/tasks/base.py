@@ -19,6 +19,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from dllm_mcmc._checks import nonnegative_int
+
 END_MARKER = "."
 """Ends an answer. Everything a model writes after the first marker is ignored."""
 
@@ -133,8 +135,7 @@ class TaskFamily(ABC):
         Raises ``ValueError`` when the split holds fewer than ``count`` problems.
         """
         _check_split(split)
-        if count < 0:
-            raise ValueError(f"count must be >= 0, got {count}")
+        nonnegative_int("count", count)
         # A string seed is hashed with SHA-512 by random.Random, so it is stable across processes.
         rng = random.Random(f"{self.name}/{split}/{seed}")
         if self.enumerate_problems() is not None:

@@ -218,7 +218,7 @@ def samplers(args, prompt: torch.Tensor) -> list[Sampler]:
 
     def imh(K):
         def run(meter, length):
-            target = TemperedTarget(meter, prompt, length, temperature=T, rule=args.kernel_rule, max_rows=args.max_rows)
+            target = TemperedTarget(meter, prompt, length, target_temperature=T, rule=args.kernel_rule, max_rows=args.max_rows)
             kernel = IMH(target, proposal_temperature=tau, num_chains=S, proposal_batch=K, seed=args.seed)
             kernel.setup(0)  # decodes the S·K proposals; the chains start at the first
             params = kernel.initial_params
@@ -228,7 +228,7 @@ def samplers(args, prompt: torch.Tensor) -> list[Sampler]:
 
     def stepwise(K):
         def run(meter, length):
-            target = TemperedTarget(meter, prompt, length, temperature=T, rule=args.kernel_rule, max_rows=args.max_rows)
+            target = TemperedTarget(meter, prompt, length, target_temperature=T, rule=args.kernel_rule, max_rows=args.max_rows)
             kernel = Stepwise(target, proposal_temperature=tau, num_candidates=K, num_chains=S, seed=args.seed)
             kernel.setup(0)  # one stepwise decode: S draws
         return run
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> Report:
         sampler.run(meter, args.gen_length)
         wall = clock.now() - begin
         report.samplers.append({"sampler": sampler.name, "K": sampler.K, "rows_per_call": sampler.rows_per_call,
-                                "calls": meter.calls, "wall": wall, "forward": meter.seconds,
+                                "nfe": meter.nfe, "wall": wall, "forward": meter.seconds,
                                 "tokens": args.samples * args.gen_length, "peak": clock.peak_gib()})
         emit()
 

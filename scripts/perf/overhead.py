@@ -143,7 +143,7 @@ def run_decode(meter: MeteredDenoiser, prompt: torch.Tensor, args) -> dict:
                num_samples=args.chains, generator=generator)
     _sync(args)
     wall = time.perf_counter() - start
-    return {"wall": wall, "forward": meter.seconds, "calls": meter.calls, "rows": meter.rows}
+    return {"wall": wall, "forward": meter.seconds, "nfe": meter.nfe, "forward_rows": meter.forward_rows}
 
 
 def run_sample(meter: MeteredDenoiser, prompt: torch.Tensor, args, proposal_batch: int) -> dict:
@@ -157,7 +157,7 @@ def run_sample(meter: MeteredDenoiser, prompt: torch.Tensor, args, proposal_batc
            seed=args.seed, progress=args.progress, proposal_batch=proposal_batch)
     _sync(args)
     wall = time.perf_counter() - start
-    return {"wall": wall, "forward": meter.seconds, "calls": meter.calls, "rows": meter.rows}
+    return {"wall": wall, "forward": meter.seconds, "nfe": meter.nfe, "forward_rows": meter.forward_rows}
 
 
 def warm_up(meter: MeteredDenoiser, prompt: torch.Tensor, args) -> None:
@@ -174,7 +174,7 @@ def warm_up(meter: MeteredDenoiser, prompt: torch.Tensor, args) -> None:
 def median_run(runs: list[dict]) -> dict:
     out = {key: statistics.median(run[key] for run in runs) for key in ("wall", "forward")}
     out["overhead"] = statistics.median(1 - run["forward"] / run["wall"] for run in runs)
-    out["calls"], out["rows"] = runs[0]["calls"], runs[0]["rows"]
+    out["nfe"], out["forward_rows"] = runs[0]["nfe"], runs[0]["forward_rows"]
     return out
 
 
@@ -186,7 +186,7 @@ def print_table(args, num_params: int, results: dict[str, dict]) -> None:
           f"IMH draws {args.num_samples} (+{args.warmup} warm-up), T = {args.target_temperature}, "
           f"τ = {args.proposal_temperature}, rule random; median of {args.repeats} round(s)")
     print()
-    header = (f"{'run':<22}{'calls':>7}{'rows':>8}{'wall s':>10}{'forward s':>11}"
+    header = (f"{'run':<22}{'nfe':>7}{'rows':>8}{'wall s':>10}{'forward s':>11}"
               f"{'ms/call':>9}{'overhead':>10}{'wall/decode':>13}{'ovh s/decode ovh s':>20}")
     print(header)
     print("-" * len(header))
@@ -195,8 +195,8 @@ def print_table(args, num_params: int, results: dict[str, dict]) -> None:
     for name, r in results.items():
         overhead_s = r["wall"] - r["forward"]
         ratio_overhead = overhead_s / base_overhead_s if base_overhead_s > 0 else float("nan")
-        print(f"{name:<22}{r['calls']:>7}{r['rows']:>8}{r['wall']:>10.3f}{r['forward']:>11.3f}"
-              f"{1e3 * r['forward'] / r['calls']:>9.2f}{100 * r['overhead']:>9.1f}%"
+        print(f"{name:<22}{r['nfe']:>7}{r['forward_rows']:>8}{r['wall']:>10.3f}{r['forward']:>11.3f}"
+              f"{1e3 * r['forward'] / r['nfe']:>9.2f}{100 * r['overhead']:>9.1f}%"
               f"{r['wall'] / base['wall']:>13.2f}{ratio_overhead:>20.2f}")
     print()
     print("overhead = 1 - forward / wall (time outside the model's forward calls); "

@@ -49,7 +49,7 @@ def empirical(toy: ExactDenoiser, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def stepwise_tv(toy, temperature, tau, candidates, suffix, draws, chains, seed):
-    target = TemperedTarget(toy, None, toy.length, temperature=temperature)
+    target = TemperedTarget(toy, None, toy.length, target_temperature=temperature)
     kernel = Stepwise(target, proposal_temperature=tau, num_candidates=candidates, suffix=suffix,
                       num_chains=chains, seed=seed, dedupe=True)
     result = sample(toy, None, toy.length, kernel=kernel, num_samples=draws // chains, warmup=0,

@@ -5,17 +5,20 @@ right ``reason``, and the harness must carry on (a normal program right after it
 """
 
 import dis
+import importlib
 import os
 import socket
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 from dllm_mcmc.eval import sandbox
-from dllm_mcmc.eval.sandbox import SandboxLimits, SandboxResult, detect_isolation, run_many, run_python
+from dllm_mcmc.eval.sandbox import SandboxLimits, SandboxResult, detect_isolation, parent, run_many, run_python
 
 FAST = SandboxLimits(wall_seconds=5.0, cpu_seconds=2.0)
+CHILD = Path(parent.__file__).with_name("child.py")  # the child program, passed to python -c as source
 
 
 def assert_harness_carries_on():
@@ -186,14 +189,14 @@ def test_file_system_is_read_only_outside_when_available():
 
 
 def test_setup_failure_means_the_program_never_runs(monkeypatch):
-    monkeypatch.setattr(sandbox, "_PLAN", sandbox._Plan("no such namespace"))
+    monkeypatch.setattr(parent, "_PLAN", parent._Plan("no such namespace"))
     result = run_python("print('ran')\n", FAST)
     assert not result.ok and result.reason.startswith("sandbox error"), result
     assert result.returncode == sandbox.SETUP_FAILED and result.stdout == ""
 
 
 def test_audit_hook_alone_still_refuses(monkeypatch):
-    monkeypatch.setattr(sandbox, "_PLAN", sandbox._Plan("none"))
+    monkeypatch.setattr(parent, "_PLAN", parent._Plan("none"))
     network = run_python("import socket\nsocket.socket()\n", FAST)
     assert (network.ok, network.reason, network.isolation) == (False, "network", "audit"), network
     fork = run_python("import os\nos.fork()\n", FAST)
@@ -250,7 +253,7 @@ def test_unaudited_escape_hatches_are_removed():
 
 def test_the_hook_looks_up_no_globals():
     """A program can rebind globals and builtins; the hook must only use what it captured."""
-    module = compile(sandbox._BOOTSTRAP, "<bootstrap>", "exec")
+    module = compile(CHILD.read_text(encoding="utf-8"), "<bootstrap>", "exec")
     (factory,) = [c for c in module.co_consts if getattr(c, "co_name", None) == "_make_hook"]
     stack = [c for c in factory.co_consts if hasattr(c, "co_code")]
     assert {c.co_name for c in stack} >= {"hook", "check", "check_write", "check_read", "resolve", "text"}
@@ -259,6 +262,28 @@ def test_the_hook_looks_up_no_globals():
         stack.extend(c for c in code.co_consts if hasattr(c, "co_code"))
         lookups = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
         assert not lookups, f"{code.co_name} looks up {lookups}"
+
+
+def test_the_child_file_is_what_the_parent_runs(monkeypatch):
+    """``child.py`` compiles, is the source ``python -I -S -B -c`` gets, and importing it runs nothing."""
+    text = CHILD.read_text(encoding="utf-8")
+    compile(text, str(CHILD), "exec")
+    assert parent._child_source() == text
+    detect_isolation()  # the probes run before the recording starts
+    argvs = []
+    real_popen = parent.subprocess.Popen
+
+    def recording_popen(argv, *args, **kwargs):
+        argvs.append(list(argv))
+        return real_popen(argv, *args, **kwargs)
+
+    monkeypatch.setattr(parent.subprocess, "Popen", recording_popen)
+    result = run_python("print('ran')\n", FAST)
+    assert result.ok and result.stdout == "ran\n", result
+    (argv,) = argvs
+    assert argv[1:6] == ["-I", "-S", "-B", "-c", text]
+    child = importlib.import_module("dllm_mcmc.eval.sandbox.child")  # defines, never runs the setup
+    assert callable(child._sandbox_main) and callable(child._make_hook)
 
 
 HUMAN_EVAL_IDS = ["HumanEval/0", "HumanEval/2", "HumanEval/7"]
