@@ -1,6 +1,6 @@
 """dllm-mcmc: Markov chain Monte Carlo decoding for masked diffusion language models."""
 
-from dllm_mcmc.decoding import RULES, DecodeConfig, Trajectory, decode, replay
+from dllm_mcmc.decoding import RULES, DecodeConfig, Rule, Trajectory, decode, replay, stepwise_decode
 from dllm_mcmc.denoisers import Denoiser, ExactDenoiser, HFDenoiser
 from dllm_mcmc.denoisers.load import load_model
 from dllm_mcmc.denoisers.metered import MeteredDenoiser
@@ -23,10 +23,12 @@ __all__ = [
     "Power",
     "Stepwise",
     "Result",
+    "Rule",
     "TemperedTarget",
     "Trajectory",
     "decode",
     "load_model",
     "replay",
     "sample",
+    "stepwise_decode",
 ]

@@ -29,7 +29,7 @@ def positive_int(name: str, value: Any) -> int:
 def nonnegative_int(name: str, value: Any) -> int:
     """``value`` if it is an int ``>= 0`` (not a bool), else ``ValueError`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return value
 
 

@@ -90,6 +90,8 @@ def model_demo(problems: int, samples: int, temperature: float, seed: int, out=N
 
     out = sys.stdout if out is None else out
     model, codec = load_model("tasks-small")
+    gen_length = codec.gen_length
+    assert gen_length is not None  # a small model's codec carries its trained response length
     shown = (f"all {samples} answers shown per method" if samples <= SHOWN_ANSWERS
              else f"showing the first {SHOWN_ANSWERS} of {samples} answers per method")
     print(f"Bundled model tasks-small; {problems} test problems per family, {samples} samples per rule, "
@@ -102,11 +104,11 @@ def model_demo(problems: int, samples: int, temperature: float, seed: int, out=N
             prompt = codec.encode(family.format_prompt(problem))
             print(f"\n[{name}] {family.format_prompt(problem)}", file=out)
             draws = {
-                rule: decode(model, prompt, codec.gen_length, rule=rule, temperature=temperature,
+                rule: decode(model, prompt, gen_length, rule=rule, temperature=temperature,
                              num_samples=samples, generator=torch.Generator().manual_seed(seed)).tokens
                 for rule in ("random", "confidence")
             }
-            result = sample(model, prompt, codec.gen_length, kernel="imh", target_temperature=temperature,
+            result = sample(model, prompt, gen_length, kernel="imh", target_temperature=temperature,
                             proposal_temperature=temperature, num_chains=chains, num_samples=per_chain, warmup=4,
                             seed=seed, proposal_batch=per_chain + 4, progress=False)
             # [C, S, L] -> draw-major rows (every chain's first draw, then every chain's second, ...),

@@ -190,4 +190,6 @@ class TemperedTarget:
             data[f"token_{commit}"] = tokens.gather(1, order[:, commit : commit + 1]).squeeze(1)
         trace = poutine.trace(poutine.condition(self.model, data=data)).get_trace(tokens.shape[0])
         trace.compute_log_prob()
-        return sum(site["log_prob"] for site in trace.nodes.values() if site["type"] == "sample")
+        log_density = sum(site["log_prob"] for site in trace.nodes.values() if site["type"] == "sample")
+        assert isinstance(log_density, torch.Tensor)  # not sum's start 0: the model samples every commit
+        return log_density

@@ -77,7 +77,9 @@ def test_mask_token_is_never_committed_and_eos_can_be_suppressed():
     # log p keeps the model's own probability of the committed token (mask removed)
     expected = torch.log(torch.tensor(1.0) / (torch.tensor(8.0).exp() + 2))
     assert torch.allclose(suppressed.log_p_steps, expected.expand_as(suppressed.log_p_steps), atol=1e-5)
-    assert torch.allclose(suppressed.log_q_steps, torch.full_like(suppressed.log_q_steps, -torch.tensor(2.0).log()) + torch.log(1 / torch.arange(6, 0, -1.0)), atol=1e-5)
+    half = torch.full_like(suppressed.log_q_steps, -torch.tensor(2.0).log())
+    expected = half + torch.log(1 / torch.arange(6, 0, -1.0))
+    assert torch.allclose(suppressed.log_q_steps, expected, atol=1e-5)
 
 
 def test_decoding_a_trainable_module_builds_no_autograd_graph():

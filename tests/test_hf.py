@@ -84,7 +84,8 @@ def test_reload_in_a_fresh_process_with_the_hub_offline(tmp_path, tokenizer):
         "print(t.tokens.shape[1], d.mask_id)"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["4", "2"]
 

@@ -64,7 +64,8 @@ def test_accept_probability_and_frequency_match_the_hand_computation():
 
 def test_kernel_acceptance_ratio_against_direct_arithmetic(toy):
     temperature, tau = 0.7, 0.5
-    kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=temperature), proposal_temperature=tau, num_chains=8, seed=3)
+    kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=temperature), proposal_temperature=tau, num_chains=8,
+                 seed=3)
     kernel.setup(0)
     before = kernel.initial_params
     kernel.sample(before)
@@ -84,7 +85,8 @@ def test_the_proposal_never_reads_the_state(toy):
     """Two kernels with the same seed but different current states see the same proposals."""
     proposals = []
     for start in (0, 2):
-        kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=0.5), proposal_temperature=0.5, num_chains=4, seed=9)
+        kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=0.5), proposal_temperature=0.5, num_chains=4,
+                     seed=9)
         kernel.setup(0)
         kernel.initial_params = {"tokens": torch.full((4, 4), start), "order": torch.arange(4).expand(4, 4)}
         params, seen = kernel.initial_params, []

@@ -17,6 +17,8 @@ from conftest import CountingDenoiser, empirical, seeded, total_variation
 from pyro.infer import MCMC
 
 from dllm_mcmc import ExactDenoiser, MeteredDenoiser, TemperedTarget, decode, replay, sample
+from dllm_mcmc.decoding import Rule, stepwise_decode
+from dllm_mcmc.decoding.suffix import exact_log_suffix, mean_field_log_suffix, suffix_counts
 from dllm_mcmc.mcmc.stepwise import Stepwise
 from dllm_mcmc.mh import mh_scan as _mh_scan
 from dllm_mcmc.mh import sir as _sir
@@ -64,7 +66,7 @@ def test_exact_suffix_is_exact_for_deterministic_rules_and_blocks():
     with suffix_scope='all' sample p^(1/T) too (same toy and tolerance as above)."""
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0, sharpness=1.0)
     result, _ = _run(toy, num_candidates=64, suffix="exact", suffix_scope="all", dedupe=True,
-                     target_options={"rule": "entropy", "block_length": 2})
+                     target_options={"rule": Rule("entropy", block_length=2)})
     assert _tv_to_target(toy, result) < 0.03
 
 
@@ -90,7 +92,7 @@ def test_one_candidate_reproduces_decode_draw_for_draw():
     """With K = 1 the kernel consumes its generator exactly as `decode` does."""
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
     for rule, block_length in (("random", None), ("entropy", 2), ("stochastic", 2)):
-        target = TemperedTarget(toy, None, 4, target_temperature=0.5, rule=rule, block_length=block_length)
+        target = TemperedTarget(toy, None, 4, target_temperature=0.5, rule=Rule(rule, block_length=block_length))
         kernel = Stepwise(target, proposal_temperature=0.7, num_candidates=1, num_chains=50, seed=3)
         kernel.setup(0)
         traj = decode(toy, None, 4, rule=rule, block_length=block_length, temperature=0.7,
@@ -107,7 +109,7 @@ def test_mean_field_is_exact_when_the_rest_is_independent_given_the_candidate():
     (measured 0.014). Power: local tempering (K = 1) is measurably off, TV > 0.05 (measured
     0.084; its i.i.d. floor is ≈ 0.015)."""
     toy = _naive_bayes()
-    options = dict(suffix="mean_field", suffix_scope="all", dedupe=True, target_options={"block_length": 1})
+    options = dict(suffix="mean_field", suffix_scope="all", dedupe=True, target_options={"rule": Rule(block_length=1)})
     stepwise, _ = _run(toy, num_candidates=64, **options)
     local, _ = _run(toy, num_candidates=1, **options)
     assert _tv_to_target(toy, stepwise) < 0.03
@@ -138,17 +140,15 @@ def _brute_log_suffix(toy, fixed, temperature):
 
 def test_exact_suffix_and_mean_field_values():
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
-    target = TemperedTarget(toy, None, 4, target_temperature=0.5)
-    kernel = Stepwise(target, proposal_temperature=0.5, suffix="exact", suffix_scope="all")
     m = toy.mask_id
     canvases = torch.tensor([[m, 0, m, m], [m, 1, m, m], [m, 2, m, m], [m, m, m, 2]])
     logits = toy(canvases)
     scope = canvases == m
-    exact = kernel._exact(canvases, logits, scope, torch.ones(4, dtype=torch.bool))
+    exact = exact_log_suffix(canvases, logits, torch.ones(4, dtype=torch.bool), 0.5, m, forward=toy)
     expected = [_brute_log_suffix(toy, {1: v}, 0.5) for v in range(3)] + [_brute_log_suffix(toy, {3: 2}, 0.5)]
     assert torch.allclose(exact, torch.tensor(expected, dtype=torch.float64), atol=1e-5)
     # mean field: Σ_j log Σ_u p_j(u | canvas)^(1/T) from the same logits
-    mean_field = kernel._mean_field(logits, scope)
+    mean_field = mean_field_log_suffix(logits, scope, 0.5, m)
     marginals = torch.softmax(logits.double(), -1)
     hand = torch.stack([(marginals[r][scope[r]] ** 2).sum(-1).log().sum() for r in range(4)])
     assert torch.allclose(mean_field.double(), hand, atol=1e-5)
@@ -166,7 +166,7 @@ def test_mean_field_costs_one_forward_call_per_step_with_k_times_c_rows(block_le
     counting = CountingDenoiser(toy)
     meter = MeteredDenoiser(counting)
     chains, candidates, length = 3, 5, 4
-    target = TemperedTarget(meter, None, length, target_temperature=0.5, block_length=block_length)
+    target = TemperedTarget(meter, None, length, target_temperature=0.5, rule=Rule(block_length=block_length))
     kernel = Stepwise(target, proposal_temperature=0.5, num_candidates=candidates, num_chains=chains)
     kernel.setup(0)  # the initial draw is one stepwise decode
     assert counting.batch_sizes == [chains] + [chains * candidates] * (length - 1)
@@ -176,7 +176,7 @@ def test_mean_field_costs_one_forward_call_per_step_with_k_times_c_rows(block_le
     # the runner skips warm-up for independent draws: initial draw + 6 draws
     assert result.config["warmup"] == 0
     assert (result.nfe, result.forward_rows) == (per_decode[0] * 7, per_decode[1] * 7)
-    assert (result.stats["sequential_forwards"] == length).all()
+    assert (result.stats["nfe"] == length).all()
     assert torch.allclose(result.stats["forward_rows"], torch.tensor(per_decode[1] / chains))
 
 
@@ -200,7 +200,7 @@ def test_dedupe_changes_rows_not_results():
     outputs = []
     for dedupe in (False, True):
         result, kernel = _run(toy, num_chains=64, num_samples=5, num_candidates=16, seed=4, dedupe=dedupe,
-                              target_options={"block_length": 2})
+                              target_options={"rule": Rule(block_length=2)})
         outputs.append((result.tokens, result.stats["log_target"], result.stats["accept_prob"], kernel.cost))
     assert torch.equal(outputs[0][0], outputs[1][0])
     assert torch.allclose(outputs[0][1], outputs[1][1]) and torch.allclose(outputs[0][2], outputs[1][2])
@@ -213,8 +213,8 @@ def test_dedupe_changes_rows_not_results():
 @pytest.mark.parametrize("rule,block_length", [("random", None), ("entropy", 2), ("stochastic", 2)])
 def test_log_target_is_the_targets_log_density_of_the_draw(rule, block_length):
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
-    target = TemperedTarget(toy, None, 4, target_temperature=0.5, rule=rule, block_length=block_length,
-                            position_temperature=0.5, position_score="margin")
+    target = TemperedTarget(toy, None, 4, target_temperature=0.5, rule=Rule(
+        rule, block_length=block_length, position_temperature=0.5, position_score="margin"))
     kernel = Stepwise(target, proposal_temperature=0.7, num_candidates=4, num_chains=16, seed=2)
     kernel.setup(0)
     params = kernel.sample(kernel.initial_params)
@@ -232,7 +232,7 @@ def test_equal_weights_accept_every_move():
     for selection in ("mh", "sir"):
         _, kernel = _run(toy, num_chains=8, num_samples=2, num_candidates=6, selection=selection)
         assert torch.allclose(kernel.info["accept_prob"], torch.ones(8))
-        assert (kernel.info["accepted"] == 1).all()
+        assert "accepted" not in kernel.info  # no constant field: every draw is new
 
 
 def test_mh_scan_arithmetic():
@@ -282,20 +282,19 @@ def test_bad_options_are_refused_by_name(options, name):
 
 def test_suffix_counts_per_step():
     """Masked positions left in scope after each commit (L = 4, blocks of 2)."""
-    toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
-    target = TemperedTarget(toy, None, 4, target_temperature=0.5, block_length=2)
-    assert Stepwise(target, suffix_scope="block")._suffix_counts == [1, 0, 1, 0]
-    assert Stepwise(target, suffix_scope="all")._suffix_counts == [3, 2, 1, 0]
+    schedule = Rule(block_length=2).config().schedule(4)
+    assert suffix_counts(schedule, 4, "block") == [1, 0, 1, 0]
+    assert suffix_counts(schedule, 4, "all") == [3, 2, 1, 0]
 
 
 def test_several_tokens_per_step_and_huge_enumerations_are_refused():
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
     with pytest.raises(ValueError, match="tokens_per_step"):
-        Stepwise(TemperedTarget(toy, None, 4, target_temperature=0.5, tokens_per_step=2))
+        Stepwise(TemperedTarget(toy, None, 4, target_temperature=0.5, rule=Rule(tokens_per_step=2)))
     with pytest.raises(ValueError, match="max_suffix_completions"):
         Stepwise(TemperedTarget(toy, None, 4, target_temperature=0.5), suffix="exact", max_suffix_completions=26)
     # block scope enumerates only the block: 3^1 completions
-    Stepwise(TemperedTarget(toy, None, 4, target_temperature=0.5, block_length=2), suffix="exact",
+    Stepwise(TemperedTarget(toy, None, 4, target_temperature=0.5, rule=Rule(block_length=2)), suffix="exact",
              max_suffix_completions=3)
     with pytest.raises(ValueError, match="target"):
         Stepwise(toy)
@@ -317,18 +316,16 @@ def test_prompt_max_rows_chunking_and_pyro_mcmc():
     assert len(pickle.loads(pickle.dumps(kernel.diagnostics()))["acceptance_rate"]) == 3
     # per decode: the empty canvas (3 rows), then 2 candidate steps of 12 rows in calls of 5, 5, 2
     assert counting.batch_sizes[:7] == [3, 5, 5, 2, 5, 5, 2]
-    assert kernel.info["sequential_forwards"].tolist() == [7.0] * 3
+    assert kernel.info["nfe"].tolist() == [7.0] * 3
     assert kernel.info["forward_rows"].tolist() == [9.0] * 3
 
 
 def test_exact_suffix_with_a_prompt():
     prompt = torch.tensor([1])
     toy = ExactDenoiser.random(vocab_size=3, length=3, seed=2, prompt=prompt)
-    kernel = Stepwise(TemperedTarget(toy, prompt, 3, target_temperature=0.7), suffix="exact")
     m = toy.mask_id
     canvases = torch.tensor([[1, m, 0, m], [1, m, 2, m], [1, 1, m, m]])
-    scope = canvases[:, 1:] == m
-    exact = kernel._exact(canvases, toy(canvases)[:, 1:], scope, torch.ones(3, dtype=torch.bool))
+    exact = exact_log_suffix(canvases, toy(canvases)[:, 1:], torch.ones(3, dtype=torch.bool), 0.7, m, forward=toy)
     expected = [_brute_log_suffix(toy, fixed, 0.7) for fixed in ({1: 0}, {1: 2}, {0: 1})]
     assert torch.allclose(exact, torch.tensor(expected, dtype=torch.float64), atol=1e-5)
 
@@ -344,3 +341,71 @@ def test_stepwise_by_name_through_sample_skips_warmup():
     assert result.config["warmup"] == 0 and result.config["num_candidates"] == 8
     # setup's initial draw + 4 draws, each 4 sequential calls
     assert result.nfe == 4 * 5
+
+
+# -- stepwise_decode, the function behind the kernel --------------------------------------------
+
+
+@pytest.mark.parametrize("rule", [Rule("random"), Rule("entropy", block_length=2),
+                                  Rule("stochastic", block_length=2, position_temperature=0.5)])
+@pytest.mark.parametrize("prompt", [None, torch.tensor([2, 0])])
+def test_stepwise_decode_with_one_candidate_is_decode_draw_for_draw(rule, prompt):
+    """K = 1 consumes the generator as `decode` does: same tokens, order, log p and position terms."""
+    toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0, prompt=prompt)
+    draw = stepwise_decode(toy, prompt, 4, rule=rule, temperature=0.7, target_temperature=0.5, num_candidates=1,
+                           num_samples=50, generator=seeded(3))
+    traj = decode(toy, prompt, 4, rule=rule, temperature=0.7, num_samples=50, generator=seeded(3))
+    assert torch.equal(draw.tokens, traj.tokens) and torch.equal(draw.order, traj.order)
+    assert torch.allclose(draw.log_p, traj.log_p, atol=1e-5)
+    assert torch.allclose(draw.log_position, traj.log_position, atol=1e-5)
+    assert torch.equal(draw.accept_prob, torch.ones(50))
+    assert (draw.nfe, draw.forward_rows) == (4, 50 * 4)
+
+
+def test_kernel_draws_are_stepwise_decode_with_the_targets_options():
+    toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+    rule = Rule("stochastic", block_length=2, position_temperature=0.5)
+    target = TemperedTarget(toy, None, 4, target_temperature=0.5, rule=rule)
+    kernel = Stepwise(target, proposal_temperature=0.7, num_candidates=5, selection="sir", num_chains=6, seed=4)
+    kernel.setup(0)
+    draw = stepwise_decode(toy, None, 4, rule=rule, temperature=0.7, target_temperature=0.5, num_candidates=5,
+                           selection="sir", num_samples=6, generator=seeded(4))
+    assert torch.equal(kernel.initial_params["tokens"], draw.tokens)
+    assert torch.equal(kernel.initial_params["order"], draw.order)
+    assert (draw.nfe, draw.forward_rows) == kernel.cost == (4, 6 + 3 * 6 * 5)
+    assert torch.allclose(target.traced_log_density(draw.tokens, draw.order),
+                          draw.log_position + draw.log_p / 0.5, atol=1e-4)
+
+
+def test_stepwise_decode_counts_on_a_metered_denoiser_and_seeds_from_torch():
+    meter = MeteredDenoiser(ExactDenoiser.random(vocab_size=3, length=4, seed=0))
+    torch.manual_seed(0)
+    first = stepwise_decode(meter, None, 4, num_candidates=3, num_samples=2, max_rows=4)
+    torch.manual_seed(0)
+    again = stepwise_decode(meter, None, 4, num_candidates=3, num_samples=2, max_rows=4)
+    assert torch.equal(first.tokens, again.tokens)
+    # per decode: 2 rows, then 3 candidate calls of 6 rows split 4 + 2
+    assert (first.nfe, first.forward_rows) == (1 + 3 * 2, 2 + 3 * 6) and meter.nfe == 2 * first.nfe
+
+
+@pytest.mark.parametrize("options,name", [
+    ({"temperature": 0.0}, "temperature"),
+    ({"target_temperature": -1.0}, "target_temperature"),
+    ({"num_samples": 0}, "num_samples"),
+    ({"num_candidates": 0}, "num_candidates"),
+    ({"dedupe": 1}, "dedupe"),
+    ({"rule": "confidence"}, "confidence"),
+    ({"rule": Rule(tokens_per_step=2)}, "tokens_per_step"),
+    ({"suffix": "exact", "max_suffix_completions": 26}, "max_suffix_completions"),
+])
+def test_stepwise_decode_refuses_bad_options_by_name(options, name):
+    with pytest.raises(ValueError, match=name):
+        stepwise_decode(ExactDenoiser.random(vocab_size=3, length=4, seed=0), None, 4, **options)
+
+
+def test_result_acceptance_rate_reads_accept_prob_without_an_accepted_stat():
+    toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+    result = sample(toy, None, 4, kernel="stepwise", target_temperature=0.5, proposal_temperature=0.7,
+                    num_candidates=4, num_chains=3, num_samples=5, progress=False)
+    assert "accepted" not in result.stats
+    assert torch.equal(result.acceptance_rate, result.stats["accept_prob"].mean(-1))

@@ -2,6 +2,9 @@
 
 from dllm_mcmc.decoding.config import POSITION_SCORES, RULE_OPTIONS, RULES, DecodeConfig, Rule
 from dllm_mcmc.decoding.decode import decode, redecode, replay
+from dllm_mcmc.decoding.stepwise import StepwiseDraw, stepwise_decode
+from dllm_mcmc.decoding.suffix import exact_log_suffix, mean_field_log_suffix
 from dllm_mcmc.decoding.trajectory import Trajectory
 
-__all__ = ["DecodeConfig", "POSITION_SCORES", "RULES", "RULE_OPTIONS", "Rule", "Trajectory", "decode", "redecode", "replay"]
+__all__ = ["DecodeConfig", "POSITION_SCORES", "RULES", "RULE_OPTIONS", "Rule", "StepwiseDraw", "Trajectory", "decode",
+           "exact_log_suffix", "mean_field_log_suffix", "redecode", "replay", "stepwise_decode"]

@@ -195,23 +195,29 @@ def _run(
     gen_length: int,
     config: DecodeConfig,
     generator: torch.Generator | None,
-    forced: tuple[torch.Tensor, torch.Tensor] | None,
+    forced: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None,
     progress: bool,
     max_rows: MaxRows = None,
 ) -> Trajectory:
     """The decoding loop, shared by sampling (``forced=None``) and replay.
 
+    ``forced`` is ``(tokens, order, keep_commits)``: rows commit the forced tokens and positions for
+    their first ``keep_commits[s]`` commits and sample the rest (`redecode`), or all of them when
+    ``keep_commits`` is ``None`` (`replay`, which passes no ``generator``: it never samples).
+
     Everything it creates lives on the prompt rows' device (the denoiser's), and nothing in the
     loop waits for the device: no tensor value is read on the host until the NaN flags after it.
     """
     steps = config.schedule(gen_length)
-    if config.suppress_eos and getattr(denoiser, "eos_id", None) is None:
+    # eos_id is optional, not part of the Denoiser protocol
+    eos_id = getattr(denoiser, "eos_id", None) if config.suppress_eos else None
+    if config.suppress_eos and eos_id is None:
         raise ValueError("suppress_eos=True but the denoiser has no eos_id")
     num_rows, prompt_length = prompts.shape
     device = prompts.device
     mask_id = int(denoiser.mask_id)
     max_rows = resolve_max_rows(denoiser, max_rows, prompt_length + gen_length)
-    suppressed = int(denoiser.eos_id) if config.suppress_eos else None
+    suppressed = None if eos_id is None else int(eos_id)  # set only under suppress_eos
     rows = torch.arange(num_rows, device=device)[:, None]
     canvas = masked_canvas(prompts, gen_length, mask_id)
     response = canvas[:, prompt_length:]  # a view: commits write through to the canvas
@@ -233,26 +239,33 @@ def _run(
         forced_rows = forced_positions = None
         if forced is not None:  # replay's order was validated once, before the loop
             forced_positions = forced[1][:, committed : committed + k] - start
-            forced_rows = (committed < forced[2])[:, None] if sampling else None
+            keep_commits = forced[2]
+            forced_rows = (committed < keep_commits)[:, None] if keep_commits is not None else None
         if rule is None:  # confidence: draw everywhere, keep the most confident draws
             position_log_prob = torch.zeros(num_rows, dtype=torch.float32, device=device)
             log_q = proposal_log_probs(log_p, config.temperature, suppressed)
             if sampling:
+                assert generator is not None  # only replay passes None, and replay never samples
                 drawn = sample_tokens(log_q, generator)
                 confidence = log_p.gather(-1, drawn[..., None]).squeeze(-1)
                 positions = confidence.masked_fill(~eligible, NEG_INF).topk(k, dim=-1).indices
                 positions = _merge(forced_rows, forced_positions, positions)
                 tokens = drawn.gather(1, positions)
             else:
+                assert forced_positions is not None  # not sampling: replay, every position forced
                 positions = forced_positions
             log_q = log_q[rows, positions]
         else:
-            positions = rule.choose(log_p, eligible, k, generator) if sampling else None
-            positions = _merge(forced_rows, forced_positions, positions)
+            chosen_positions = None
+            if sampling:
+                assert generator is not None  # only replay passes None, and replay never samples
+                chosen_positions = rule.choose(log_p, eligible, k, generator)
+            positions = _merge(forced_rows, forced_positions, chosen_positions)
             position_log_prob = rule.log_prob(log_p, eligible, positions)
             # the proposal is needed only where tokens are committed: [S, k, V], not [S, block, V]
             log_q = proposal_log_probs(log_p[rows, positions], config.temperature, suppressed)
             if sampling:
+                assert generator is not None
                 tokens = sample_tokens(log_q, generator)
         # NaN anywhere survives a max; +inf logits and all -inf rows turn into NaN in log_softmax
         invalid.append(torch.isnan(log_p.amax(-1)).any() | torch.isnan(log_q.amax(-1)).any())

@@ -20,7 +20,6 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-
 MaxRows = int | str | None
 """A micro-batching setting: a positive int, ``"auto"`` (from free device memory) or ``None`` (no split)."""
 
@@ -43,6 +42,13 @@ class Denoiser(Protocol):
     def __call__(
         self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor: ...
+
+
+class HasVocabSize(Protocol):
+    """What `row_bytes` needs of a denoiser at the least (its other widths are looked up optionally)."""
+
+    @property
+    def vocab_size(self) -> int: ...
 
 
 def denoiser_device(denoiser: object) -> torch.device | None:
@@ -113,13 +119,16 @@ def forward_in_chunks(
     vocab_size = int(denoiser.vocab_size)
     if max_rows is None or max_rows >= batch:
         return check_logits(denoiser(tokens), batch, length, vocab_size)
-    out = None
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be a positive integer or None, got {max_rows!r}")
+    out: torch.Tensor | None = None
     for i in range(0, batch, max_rows):
         part = tokens[i : i + max_rows]
         logits = check_logits(denoiser(part), part.shape[0], length, vocab_size)
         if out is None:
             out = torch.empty((batch, length, vocab_size), dtype=logits.dtype, device=logits.device)
         out[i : i + part.shape[0]] = logits
+    assert out is not None  # batch > max_rows >= 1, so the loop ran
     return out
 
 
@@ -128,7 +137,7 @@ def forward_in_chunks(
 LOGIT_BYTES = 2 + 4 + 4 + 4
 
 
-def row_bytes(denoiser: object, row_length: int) -> int:
+def row_bytes(denoiser: HasVocabSize, row_length: int) -> int:
     """Estimated device bytes one row of ``row_length`` tokens needs during a forward call.
 
     Per token: ``vocab × LOGIT_BYTES`` for the logits, plus one layer's activations (the residual
@@ -162,7 +171,7 @@ def row_bytes(denoiser: object, row_length: int) -> int:
 
 
 def auto_max_rows(
-    denoiser: object, row_length: int, free_bytes: int | None = None, fraction: float = 0.5
+    denoiser: HasVocabSize, row_length: int, free_bytes: int | None = None, fraction: float = 0.5
 ) -> int | None:
     """Rows per forward call that fit ``fraction`` of the free device memory, by `row_bytes`.
 
@@ -182,7 +191,7 @@ def auto_max_rows(
     return max(1, int(free_bytes * fraction) // row_bytes(denoiser, row_length))
 
 
-def resolve_max_rows(denoiser: object, max_rows: MaxRows, row_length: int) -> int | None:
+def resolve_max_rows(denoiser: HasVocabSize, max_rows: MaxRows, row_length: int) -> int | None:
     """Validate a micro-batching setting and turn ``"auto"`` into a number (or ``None`` off CUDA).
 
     >>> from dllm_mcmc import ExactDenoiser

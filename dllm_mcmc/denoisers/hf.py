@@ -114,7 +114,8 @@ class HFDenoiser:
         )
         vocab_size = getattr(config, "vocab_size", None)
         if vocab_size is None:
-            vocab_size = model.get_output_embeddings().weight.shape[0]
+            # torch types Module.__getattr__ as Tensor | Module; on a transformers model this is a method.
+            vocab_size = model.get_output_embeddings().weight.shape[0]  # type: ignore[operator]
         self.vocab_size = int(vocab_size)
 
     @classmethod

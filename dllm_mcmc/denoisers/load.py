@@ -14,14 +14,17 @@ Three kinds load offline, told apart by `model_kind`:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
 from dllm_mcmc.denoisers.base import Denoiser
 from dllm_mcmc.denoisers.codec import TextCodec, transformers_codec
-from dllm_mcmc.denoisers.native import is_native_checkpoint, load_native, read_config
+from dllm_mcmc.denoisers.native import NativeDenoiser, is_native_checkpoint, load_native, read_config
 from dllm_mcmc.small_model import bundled_models, load_small_model, small_model_dir
+
+if TYPE_CHECKING:
+    from dllm_mcmc.denoisers.hf import HFDenoiser
 
 MODEL_KINDS = ("small", "native", "transformers")
 
@@ -84,12 +87,16 @@ def load_model(
             given = [k for k, v in (("dtype", dtype), ("device", device)) if v is not None] + sorted(options)
             raise ValueError(f"{', '.join(given)}: not options of the small model {str(name_or_path)!r} "
                              f"(it runs in float32 on the CPU; move it with .to() after loading)")
-        model, tokenizer, config = load_small_model(small_model_dir(name_or_path))
+        small_dir = small_model_dir(name_or_path)
+        if small_dir is None:  # its config.json changed since model_kind read it
+            raise ValueError(f"model {str(name_or_path)!r} is no longer a small-model directory")
+        model, tokenizer, config = load_small_model(small_dir)
         prompt_length = config["prompt_length"]
         codec = TextCodec(lambda text: torch.tensor(tokenizer.encode_prompt(text, prompt_length)),
                           tokenizer.decode, tokenizer, config["response_length"], config)
         return LoadedModel(model, codec)
     path = Path(name_or_path)
+    denoiser: NativeDenoiser | HFDenoiser
     if kind == "native":
         if options:
             raise ValueError(f"{', '.join(sorted(options))}: not options of the LLaDA / Dream directory "

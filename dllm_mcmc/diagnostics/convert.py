@@ -64,7 +64,7 @@ def to_datatree(result: Result) -> xr.DataTree:
     if clash:
         raise ValueError(f"config keys {clash} clash with the cost attributes {COST_ATTRS}")
     posterior = {"tokens": result.tokens.detach().to("cpu", torch.int64).numpy()}
-    sample_stats = {}
+    sample_stats: dict[str, np.ndarray] = {}
     for name, value in result.stats.items():
         group = posterior if name in POSTERIOR_STATS else sample_stats
         group[name] = value.detach().to("cpu", torch.float32).numpy()
@@ -78,7 +78,7 @@ def to_datatree(result: Result) -> xr.DataTree:
     if sample_stats:
         data["sample_stats"] = sample_stats
     group_attrs = _library_attrs()
-    attrs = {"/": root_attrs, **{group: dict(group_attrs) for group in data}}
+    attrs: dict[str, Mapping[str, Any]] = {"/": root_attrs, **{group: dict(group_attrs) for group in data}}
     return from_dict(data, dims={"tokens": ["position"]}, attrs=attrs)
 
 

@@ -105,7 +105,7 @@ def plot_rank(
 
 def plot_acceptance(result: Result, path: str | Path | None = None) -> Figure:
     """Running mean acceptance over the draws, one line per chain; dashed: the overall mean."""
-    accepted = result.stats["accepted"].detach().to("cpu", torch.float64).numpy()
+    accepted = result.acceptance_trace.detach().to("cpu", torch.float64).numpy()
     steps = np.arange(1, accepted.shape[1] + 1)
     running = np.cumsum(accepted, axis=1) / steps
     fig = Figure(figsize=(8, 3.5), layout="constrained")
@@ -203,7 +203,7 @@ def _exact_probs(exact: SequenceProbs, sequences: torch.Tensor) -> np.ndarray:
 
 
 def _random_tie_ranks(values: np.ndarray) -> np.ndarray:
-    keys = np.random.default_rng(0).random(values.shape[0])
+    keys = np.random.default_rng(0).random(int(values.shape[0]))  # int(): an Any size picks the scalar overload
     order = np.lexsort((keys, values))
     ranks = np.empty(values.shape[0], dtype=np.float64)
     ranks[order] = np.arange(values.shape[0])

@@ -45,7 +45,7 @@ def summary(result: Result, stats: Sequence[str] = DIAGNOSED_STATS) -> dict[str,
         "diagnostics": {stat: {"mean", "ess_bulk", "ess_tail", "r_hat"}}}``, all plain Python
         numbers.
     """
-    acceptance = result.stats["accepted"].detach().to("cpu", torch.float64)
+    acceptance = result.acceptance_trace.detach().to("cpu", torch.float64)
     diagnostics = {}
     for name in stats:
         if name in result.stats:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dllm_mcmc._checks import positive_int
+from dllm_mcmc._checks import nonnegative_int, positive_int
 from dllm_mcmc.eval.engine import Engine, load_engine
 from dllm_mcmc.eval.methods import Method, generate
 from dllm_mcmc.eval.problem import EvalTask
@@ -72,10 +72,20 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
     for key in ("model", "tasks", "methods"):
         if not config.get(key):
             raise ValueError(f"the config needs {key!r}")
-    samples = config.setdefault("samples", 16)
-    positive_int("samples", samples)
-    config.setdefault("seed", 0)
-    config.setdefault("output", "runs/eval/results.jsonl")
+    positive_int("samples", config.setdefault("samples", 16))
+    nonnegative_int("seed", config.setdefault("seed", 0))
+    for key in ("problems", "gen_length"):
+        if config.get(key) is not None:
+            positive_int(key, config[key])
+    if not isinstance(config.setdefault("output", "runs/eval/results.jsonl"), str):
+        raise ValueError(f"output must be a file path, got {config['output']!r}")
+    if not isinstance(config["tasks"], list) or not all(isinstance(t, str) for t in config["tasks"]):
+        raise ValueError(f"tasks must be a list of task names, got {config['tasks']!r}")
+    if not isinstance(config["methods"], list) or not all(isinstance(m, dict) for m in config["methods"]):
+        raise ValueError(f"methods must be a list of tables ([[methods]] in TOML), got {config['methods']!r}")
+    for key in ("model_options", "task_paths"):
+        if not isinstance(config.get(key) or {}, dict):
+            raise ValueError(f"{key} must be a table, got {config[key]!r}")
     return config
 
 
@@ -141,6 +151,7 @@ def run_experiment(config: dict, progress: bool = True, engine: Engine | None = 
     with tqdm(total=len(work) * samples, initial=(len(work) - len(todo)) * samples, unit="sample",
               desc="eval", disable=not progress) as bar:
         for method, task, problem in todo:
+            assert engine is not None  # loaded above whenever there is work to do
             store.append(_draw_unit(config, engine, hashes, method, task, problem))
             bar.update(samples)
     return Summary(len(todo), len(work) - len(todo), len(store.records), time.perf_counter() - start,

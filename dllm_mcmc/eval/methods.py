@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from dllm_mcmc._checks import nonnegative_int, positive_float
 from dllm_mcmc.decoding import RULE_OPTIONS, Rule, decode
 from dllm_mcmc.denoisers.base import denoiser_device
 from dllm_mcmc.eval.engine import Engine
@@ -57,6 +58,10 @@ class Method:
                              f"got {self.sampler!r}")
         try:
             _ = self.decoding_rule  # validates the rule and its options
+            positive_float("temperature", self.temperature)
+            if self.target_temperature is not None:
+                positive_float("target_temperature", self.target_temperature)
+            nonnegative_int("warmup", self.warmup)
         except ValueError as error:
             raise ValueError(f"method {self.name!r}: {error}") from None
         if self.sampler == "decode" and set(self.options) - set(DECODE_OPTIONS):
@@ -115,8 +120,10 @@ def generate(method: Method, engine: Engine, prompt: torch.Tensor, samples: int,
                             generator=torch.Generator().manual_seed(seed), **options)
         return Generation(trajectory.tokens, trajectory.nfe, trajectory.forward_rows,
                           time.perf_counter() - start)
+    target_temperature = method.target_temperature
+    assert target_temperature is not None  # Method.__post_init__ replaces None with the token temperature
     result = sample(engine.denoiser, prompt, engine.gen_length, kernel=method.sampler,
-                    target_temperature=method.target_temperature, proposal_temperature=method.temperature,
+                    target_temperature=target_temperature, proposal_temperature=method.temperature,
                     rule=method.decoding_rule, num_chains=samples, num_samples=1, warmup=method.warmup, seed=seed,
                     progress=False, **options)
     return Generation(result.tokens[:, -1], result.nfe, result.forward_rows, time.perf_counter() - start)

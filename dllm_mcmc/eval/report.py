@@ -68,7 +68,8 @@ class Report:
             for r in rows:
                 cells = [str(r.pass_at[k]) for k in shown]
                 lines.append(f"| {r.method}{' ★' if r.on_front else ''} | " + " | ".join(cells)
-                             + f" | {r.distinct_answers:.2f} | {r.nfe:.0f} | {r.rows_per_sample:.0f} | {r.wall_seconds:.1f} |")
+                             + f" | {r.distinct_answers:.2f} | {r.nfe:.0f} | {r.rows_per_sample:.0f}"
+                             + f" | {r.wall_seconds:.1f} |")
             front = ", ".join(r.method for r in rows if r.on_front)
             lines += ["", f"Pareto front of (Pass@1, Pass@{n}) (★): {front}.", ""]
         return "\n".join(lines)

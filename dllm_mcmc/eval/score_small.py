@@ -32,7 +32,8 @@ def mean_and_error(values: list[float]) -> str:
 def score(model, tokenizer, config, family_name, rule, temperature, problems, samples, seed):
     family = FAMILIES[family_name]
     generator = torch.Generator().manual_seed(seed)
-    passes, distinct = {1: [], 4: [], 16: []}, []
+    passes: dict[int, list[float]] = {1: [], 4: [], 16: []}
+    distinct: list[int] = []
     for problem in problems:
         prompt = torch.tensor(tokenizer.encode_prompt(family.format_prompt(problem), config["prompt_length"]))
         traj = decode(model, prompt, config["response_length"], rule=rule, temperature=temperature,

@@ -110,6 +110,8 @@ class IMH(TargetKernel):
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One IMH step for every chain. ``params`` is not read: the proposal is independent
         of the state, and the current state (with its cached weights) is kept by the kernel."""
+        if self._state is None:
+            raise RuntimeError("call setup() before sample()")
         proposed = self._next_proposal()
         self._state, step = independent_mh_step(self._state, proposed, self.generator)
         self._count_acceptance(step.accepted)
@@ -129,6 +131,7 @@ class IMH(TargetKernel):
     # -- internals --------------------------------------------------------------------------
 
     def _params(self) -> dict[str, torch.Tensor]:
+        assert self._state is not None  # its callers (initial_params, sample) check that setup() ran
         return {"tokens": self._state.tokens, "order": self._state.order}
 
     def _next_proposal(self) -> ChainState:

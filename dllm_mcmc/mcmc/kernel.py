@@ -62,7 +62,7 @@ class TargetKernel(MCMCKernel):
         self.target = target
         self.num_chains = num_chains
         self.seed = seed
-        self.transforms = {}  # Pyro's MCMC looks for kernel.model unless this exists
+        self.transforms: dict[str, Any] = {}  # Pyro's MCMC looks for kernel.model unless this exists
         self.info: dict[str, torch.Tensor] | None = None
 
     def _start(self, warmup_steps: int) -> None:

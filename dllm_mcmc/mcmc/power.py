@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import torch
 
@@ -65,6 +66,7 @@ class Power(TargetKernel):
     """
 
     name = "power"
+    _log_target: torch.Tensor  # [C] log π_T of the current states; set with them by _set_state
 
     def __init__(
         self,
@@ -103,6 +105,8 @@ class Power(TargetKernel):
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``moves_per_draw`` MH moves for every chain; the state is kept by the kernel."""
+        if self._state is None:
+            raise RuntimeError("call setup() before sample()")
         accept_probs, accepted_total = [], torch.zeros(self.num_chains, device=self._log_target.device)
         for _ in range(self.moves_per_draw):
             cut = torch.randint(0, self.num_steps, (self.num_chains,), generator=self.generator,
@@ -145,5 +149,6 @@ class Power(TargetKernel):
 def _select(accepted: torch.Tensor, proposed: Trajectory, current: Trajectory) -> Trajectory:
     """Per chain, the proposed trajectory where accepted and the current one elsewhere."""
     fields = ("tokens", "order", "log_q_steps", "log_p_steps", "log_position_steps")
-    return replace(current, **{name: where_rows(accepted, getattr(proposed, name), getattr(current, name))
-                               for name in fields})
+    changes: dict[str, Any] = {name: where_rows(accepted, getattr(proposed, name), getattr(current, name))
+                               for name in fields}
+    return replace(current, **changes)

@@ -15,10 +15,12 @@ class Result:
 
     Attributes:
         tokens: ``[C, S, L]`` response ids of each chain's draws (warm-up removed).
-        stats: float32 arrays ``[C, S]`` per draw: ``log_target`` (unnormalised log target of the
-            current state), ``log_proposal`` (its log proposal density), ``log_weight``
-            (their difference), ``accept_prob``, ``accepted`` (0/1), ``length`` (tokens before
-            the first EOS, or ``L``); kernels may add more.
+        stats: float32 arrays ``[C, S]`` per draw. Every run has ``log_target`` (unnormalised log
+            target of the current state), ``accept_prob`` and ``length`` (tokens before the first
+            EOS, or ``L``); the MH kernels (``imh``, ``power``) add ``log_proposal`` (the state's log
+            proposal density), ``log_weight`` (their difference) and ``accepted`` (0/1, or the mean
+            over a draw's moves); ``stepwise`` adds ``nfe`` and ``forward_rows`` per draw; other
+            kernels may add more.
         nfe: sequential forward calls over the whole run (warm-up included).
         forward_rows: rows pushed through the model over the whole run.
         wall_time: seconds.
@@ -47,5 +49,12 @@ class Result:
 
     @property
     def acceptance_rate(self) -> torch.Tensor:
-        """``[C]`` mean acceptance per chain."""
-        return self.stats["accepted"].float().mean(-1)
+        """``[C]`` mean acceptance per chain (of `acceptance_trace`)."""
+        return self.acceptance_trace.float().mean(-1)
+
+    @property
+    def acceptance_trace(self) -> torch.Tensor:
+        """``[C, S]`` acceptance per draw: the ``accepted`` stat (0/1, or the mean over a draw's moves),
+        or, for a kernel without one (``stepwise``, whose every draw is new), ``accept_prob`` (for
+        ``stepwise`` the per-step acceptance of its candidate selection)."""
+        return self.stats["accepted" if "accepted" in self.stats else "accept_prob"]

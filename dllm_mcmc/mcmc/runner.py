@@ -84,9 +84,12 @@ def sample(
         "denoiser": type(denoiser).__name__,
         "prompt_length": 0 if prompt is None else int(prompt.shape[-1]),
     }
+    mcmc_kernel: KernelProtocol
     if isinstance(kernel, str):
         if kernel not in KERNELS:
-            raise ValueError(f"kernel={kernel!r} is unknown; choose one of {', '.join(KERNELS)} or pass a kernel object")
+            raise ValueError(
+                f"kernel={kernel!r} is unknown; choose one of {', '.join(KERNELS)} or pass a kernel object"
+            )
         kernel_class = KERNELS[kernel]
         target_options = {k: options.pop(k) for k in TARGET_OPTIONS if k in options}
         known = inspect.signature(kernel_class).parameters
@@ -100,38 +103,44 @@ def sample(
             denoiser, prompt, gen_length, target_temperature=target_temperature, likelihood=likelihood,
             rule=rule, seed=seed, **target_options,
         )
-        kernel = kernel_class(
+        mcmc_kernel = kernel_class(
             target, proposal_temperature=proposal_temperature, num_chains=num_chains, seed=seed,
             **options,
         )
         config.update(**options, **target_options)
-    num_chains = getattr(kernel, "num_chains", None)
-    if num_chains is None:
+    else:
+        mcmc_kernel = kernel
+    kernel_chains = getattr(mcmc_kernel, "num_chains", None)
+    if kernel_chains is None:
         raise ValueError("kernel: a kernel object must say how many chains it runs (num_chains)")
-    config.update(kernel=getattr(kernel, "name", type(kernel).__name__), num_chains=num_chains)
-    config.update(_target_config(getattr(kernel, "target", None), getattr(kernel, "proposal", None)))
-    if not getattr(kernel, "needs_warmup", True):
+    config.update(kernel=getattr(mcmc_kernel, "name", type(mcmc_kernel).__name__), num_chains=kernel_chains)
+    config.update(_target_config(getattr(mcmc_kernel, "target", None), getattr(mcmc_kernel, "proposal", None)))
+    if not getattr(mcmc_kernel, "needs_warmup", True):
         warmup = 0  # every draw is an independent decode: there is no chain to warm up
     config["warmup"] = warmup
     start = time.perf_counter()
-    kernel.setup(warmup)
-    params = kernel.initial_params
-    draws, infos = [], []
+    mcmc_kernel.setup(warmup)
+    params = mcmc_kernel.initial_params
+    draws: list[torch.Tensor] = []
+    infos: list[dict[str, torch.Tensor]] = []
     with tqdm(total=warmup + num_samples, desc=str(config["kernel"]), disable=not progress) as bar:
         for step in range(warmup + num_samples):
-            params = kernel.sample(params)
+            params = mcmc_kernel.sample(params)
             if step >= warmup:
+                info = mcmc_kernel.info
+                if info is None:
+                    raise ValueError("kernel: info is None after sample(); a kernel must set its per-chain info")
                 draws.append(params["tokens"])
-                infos.append(kernel.info)
+                infos.append(info)
             if progress and (step % 20 == 0 or step == warmup + num_samples - 1):
-                bar.set_postfix(kernel.logging(), refresh=False)
+                bar.set_postfix(mcmc_kernel.logging(), refresh=False)
             bar.update()
-    kernel.cleanup()
+    mcmc_kernel.cleanup()
     wall_time = time.perf_counter() - start
     tokens = torch.stack(draws, dim=1)  # [C, S, L]
     stats = {key: torch.stack([info[key] for info in infos], dim=1).float() for key in infos[0]}
     stats["length"] = response_length(tokens, getattr(denoiser, "eos_id", None)).float()
-    nfe, forward_rows = kernel.cost
+    nfe, forward_rows = mcmc_kernel.cost
     return Result(tokens=tokens, stats=stats, nfe=nfe, forward_rows=forward_rows,
                   wall_time=wall_time, config=config)
 

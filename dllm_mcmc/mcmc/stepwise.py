@@ -25,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from dllm_mcmc.decoding.stepwise import check_stepwise_options, stepwise_decode
@@ -34,18 +36,10 @@ from dllm_mcmc.target import TemperedTarget
 
 
 class Stepwise(TargetKernel):
-    """`stepwise_decode` over a `TemperedTarget`, ``C = num_chains`` draws per `sample`.
-
-    Args:
-        target: the `TemperedTarget`; its rule (``tokens_per_step=1``) chooses the positions.
-        proposal_temperature: ``τ`` of the candidate proposal ``q_i ∝ p_i^(1/τ)``.
-        num_candidates, suffix, selection, suffix_scope, dedupe, max_suffix_completions: as in
-            `stepwise_decode`.
-        num_chains: ``C``, draws per `sample` call (rows decoded together).
-        seed: seeds the kernel's generator (positions, candidates, selection).
-        max_rows: largest batch of one forward call (a positive int, ``"auto"``, or ``None``: the
-            target's ``max_rows``).
-    """
+    """`stepwise_decode` over a `TemperedTarget` (its rule, with ``tokens_per_step=1``, and its ``T``);
+    ``proposal_temperature`` is ``τ``, ``num_chains`` the ``C`` rows decoded per `sample`, ``seed`` seeds
+    the kernel's generator, ``max_rows`` (``None``: the target's) caps one forward call; the other
+    options are `stepwise_decode`'s."""
 
     name = "stepwise"
     needs_warmup = False  # draws are independent decodes; the runner skips warm-up
@@ -55,7 +49,7 @@ class Stepwise(TargetKernel):
                  num_chains: int = 1, seed: int = 0, dedupe: bool = False, max_rows: MaxRows = None,
                  max_suffix_completions: int = 100_000) -> None:
         super().__init__(target, proposal_temperature=proposal_temperature, num_chains=num_chains, seed=seed)
-        self.options = dict(num_candidates=num_candidates, suffix=suffix, selection=selection,
+        self.options: dict[str, Any] = dict(num_candidates=num_candidates, suffix=suffix, selection=selection,
                             suffix_scope=suffix_scope, dedupe=dedupe, max_suffix_completions=max_suffix_completions)
         check_stepwise_options(target.rule, target.gen_length, target.denoiser, **self.options)
         self.max_rows = max_rows

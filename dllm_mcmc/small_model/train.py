@@ -41,8 +41,9 @@ class TrainingData:
 
     def _problem(self, name: str):
         family = FAMILIES[name]
-        if self.pools[name] is not None:
-            return self.rng.choice(self.pools[name])
+        pool = self.pools[name]
+        if pool is not None:
+            return self.rng.choice(pool)
         while True:  # sampled families: keep train-split draws only
             problem = family.sample_problem(self.rng)
             if problem is not None and family.split_of(problem) == "train":
@@ -79,6 +80,8 @@ def diffusion_loss(model: SmallDLM, rows: torch.Tensor, prompt_length: int, gene
 
 def train(out: Path, steps: int, minutes: float, batch_size: int, lr: float, seed: int, config: SmallConfig,
           prompt_length: int, response_length: int, progress: bool = True) -> SmallDLM:
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
     torch.manual_seed(seed)
     tokenizer = CharTokenizer(ALPHABET)
     model = SmallDLM(config, tokenizer.mask_id, tokenizer.eos_id, tokenizer.pad_id)
@@ -90,7 +93,7 @@ def train(out: Path, steps: int, minutes: float, batch_size: int, lr: float, see
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
     out.mkdir(parents=True, exist_ok=True)
-    log = [("step", "seconds", "loss")]
+    log: list[tuple[object, ...]] = [("step", "seconds", "loss")]
     start, average = time.perf_counter(), None
     model.train()
     with tqdm(range(steps), desc="train", disable=not progress) as bar:
@@ -109,6 +112,7 @@ def train(out: Path, steps: int, minutes: float, batch_size: int, lr: float, see
                 bar.set_postfix(loss=f"{average:.3f}", refresh=False)
             if elapsed > minutes * 60:
                 break
+    assert average is not None  # steps >= 1, so the loop ran at least once
     model.eval()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     (out / "loss.csv").write_text("\n".join(",".join(map(str, row)) for row in log) + "\n")

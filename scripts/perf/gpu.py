@@ -97,7 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.prompt_length = args.prompt_length or (8 if dry else 128)
     args.gen_length = args.gen_length or (16 if dry else 256)
     args.batch_sizes = args.batch_sizes or ([1, 4] if dry else [1, 4, 16, 64])
-    args.max_rows = None if args.max_rows == "none" else args.max_rows if args.max_rows == "auto" else int(args.max_rows)
+    if args.max_rows != "auto":
+        args.max_rows = None if args.max_rows == "none" else int(args.max_rows)
     if args.device.type == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA device: run with --dry-run (or --device cpu)")
     return args
@@ -159,10 +160,10 @@ class Report:
         lines += [f"| {r['batch']} | {1e3 * r['seconds']:.1f} | {r['batch'] / r['seconds']:.1f} | "
                   f"{r['batch'] * r['length'] / r['seconds']:,.0f} | {_gib(r['peak'])} |" for r in self.forward]
         lines += ["", "## Samplers", "",
-                  "| sampler | K | rows/call | calls | wall s | forward s | overhead | tok/s | wall / confidence "
+                  "| sampler | K | rows/call | nfe | wall s | forward s | overhead | tok/s | wall / confidence "
                   "| peak GiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         base = next((r["wall"] for r in self.samplers if r["sampler"] == "confidence"), None)
-        lines += [f"| {r['sampler']} | {r['K']} | {r['rows_per_call']} | {r['calls']} | {r['wall']:.2f} | "
+        lines += [f"| {r['sampler']} | {r['K']} | {r['rows_per_call']} | {r['nfe']} | {r['wall']:.2f} | "
                   f"{r['forward']:.2f} | {100 * (1 - r['forward'] / r['wall']):.1f}% | {r['tokens'] / r['wall']:.1f} | "
                   f"{_ratio(r['wall'], base)} | "
                   f"{_gib(r['peak'])} |" for r in self.samplers]
@@ -218,7 +219,8 @@ def samplers(args, prompt: torch.Tensor) -> list[Sampler]:
 
     def imh(K):
         def run(meter, length):
-            target = TemperedTarget(meter, prompt, length, target_temperature=T, rule=args.kernel_rule, max_rows=args.max_rows)
+            target = TemperedTarget(meter, prompt, length, target_temperature=T, rule=args.kernel_rule,
+                                    max_rows=args.max_rows)
             kernel = IMH(target, proposal_temperature=tau, num_chains=S, proposal_batch=K, seed=args.seed)
             kernel.setup(0)  # decodes the S·K proposals; the chains start at the first
             params = kernel.initial_params
@@ -228,7 +230,8 @@ def samplers(args, prompt: torch.Tensor) -> list[Sampler]:
 
     def stepwise(K):
         def run(meter, length):
-            target = TemperedTarget(meter, prompt, length, target_temperature=T, rule=args.kernel_rule, max_rows=args.max_rows)
+            target = TemperedTarget(meter, prompt, length, target_temperature=T, rule=args.kernel_rule,
+                                    max_rows=args.max_rows)
             kernel = Stepwise(target, proposal_temperature=tau, num_candidates=K, num_chains=S, seed=args.seed)
             kernel.setup(0)  # one stepwise decode: S draws
         return run
@@ -310,7 +313,8 @@ def main(argv: list[str] | None = None) -> Report:
         f"canvas: prompt {args.prompt_length} + generation {args.gen_length} = {length} tokens, one token per step "
         f"({args.gen_length} steps); S = {args.samples}; τ = {args.temperature}, T = {args.target_temperature}, "
         f"kernel rule {args.kernel_rule}",
-        f"max_rows {args.max_rows!r}: " + ("no split" if auto_rows is None else f"at most {auto_rows} rows per forward call"),
+        f"max_rows {args.max_rows!r}: "
+        + ("no split" if auto_rows is None else f"at most {auto_rows} rows per forward call"),
         f"budget {args.budget_seconds:.0f} s from the start; model built in {time.perf_counter() - start:.1f} s",
     ])
 

@@ -7,16 +7,20 @@ On random enumerable joints (`ExactDenoiser.random`: ``p(x) ∝ exp(sharpness ·
 sharpness 1 and 2, it draws ``--draws`` responses (random positions, no blocks, target
 temperature ``T`` = proposal temperature ``τ`` = 0.5 by default) with
 
-- ``local``: local tempering, i.e. the stepwise kernel with ``K = 1`` (decoding at ``τ``);
-- ``mf K``: the stepwise kernel with the paper's mean-field suffix (an approximation), MH scan
+- ``local``: local tempering, i.e. the stepwise sampler with ``K = 1`` (decoding at ``τ``);
+- ``mf K``: the stepwise sampler with the paper's mean-field suffix (an approximation), MH scan
   over ``K`` candidates;
-- ``exact K``: the stepwise kernel with the exactly enumerated suffix (the oracle), MH scan;
+- ``exact K``: the stepwise sampler with the exactly enumerated suffix (the oracle), MH scan;
 
 and reports the total-variation distance of each empirical distribution to the exact target
 ``p(x)^(1/T) / Z``. ``floor`` is the TV of as many exact i.i.d. draws from the target: the
 sampling noise every column carries. An exact sampler sits at the floor; anything above it is bias
 (finite ``K`` or the mean-field approximation). All runs deduplicate identical candidate
 canvases (``dedupe=True``: the same draws, fewer rows). The summary averages over the 5 seeds.
+
+The sampler is `dllm_mcmc.decoding.stepwise_decode`, run through its kernel adapter
+(`dllm_mcmc.mcmc.stepwise.Stepwise` under `sample`, seeded by ``seed``: the first decode is the kernel's
+initial state and is not counted), so the table in ``docs/results.md`` reproduces digit for digit.
 
 How to run
 ----------

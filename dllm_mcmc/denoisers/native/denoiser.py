@@ -18,6 +18,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -115,7 +116,7 @@ def load_tokenizer(path: str | Path, architecture: str | None = None):
     # False, not the default None: with None, transformers asks on a terminal whether to run the
     # directory's code; False refuses without asking.
     options = dict(local_files_only=True, trust_remote_code=False)
-    fallbacks = []
+    fallbacks: list[Any] = []  # tokenizer classes, each with a from_pretrained
     if (path / "tokenizer.json").is_file():
         fallbacks.append(transformers.PreTrainedTokenizerFast)
     if architecture == "dream" and (path / "vocab.json").is_file() and (path / "merges.txt").is_file():

@@ -68,7 +68,7 @@ def _make_hook(root, marker_fd, own_pid):
     _forbidden_modules = ("readline", "_dbm", "_gdbm")
     _reported = [0]
 
-    SandboxDenied = type(
+    SandboxDenied: type[PermissionError] = type(
         "SandboxDenied",
         (PermissionError,),
         {"__module__": "sandbox", "__doc__": "An operation the sandbox refuses."},
@@ -105,7 +105,7 @@ def _make_hook(root, marker_fd, own_pid):
             path = _getcwd() + "/" + path
         todo = path.split("/")
         todo.reverse()
-        parts = []
+        parts: list[str] = []
         hops = 0
         while todo:
             part = todo.pop()
@@ -274,7 +274,7 @@ def _scrub(_imp, _posixsubprocess, os, posix, signal):
         refused.__name__ = refused.__qualname__ = event.rpartition(".")[2]
         return refused
 
-    replaced = {}
+    replaced: dict[int, tuple] = {}  # id(original) -> (original, stub)
     for module, prefix, names in (
         (posix, "os.", ("mkfifo", "mknod", "chroot", "pidfd_open")),
         (os, "os.", ("mkfifo", "mknod", "chroot", "pidfd_open")),
@@ -448,7 +448,8 @@ def _sandbox_main(argv):
     SystemExit_, BaseException_, MemoryError_, OSError_ = SystemExit, BaseException, MemoryError, OSError
     main = type(sys)("__main__")
     main.__dict__["__builtins__"] = builtins
-    builtins.exit, builtins.quit = _Quitter("exit"), _Quitter("quit")
+    # typeshed types these as site's Quitter, which -S never installs; this stand-in takes its place.
+    builtins.exit, builtins.quit = _Quitter("exit"), _Quitter("quit")  # type: ignore[assignment]
     sys.modules["__main__"] = main
     sys.argv[:] = ["<program>"]
 
@@ -483,10 +484,12 @@ def _sandbox_main(argv):
         kind = type(exc)
         if issubclass(kind, MemoryError_):
             note("memory")
-        elif issubclass(kind, OSError_) and exc.errno == 27:  # EFBIG
+        # mypy does not narrow exc from issubclass(type(exc), ...); type() is used on purpose (__class__ can lie).
+        elif issubclass(kind, OSError_) and exc.errno == 27:  # type: ignore[attr-defined]  # EFBIG
             note("file size")
         note("exception\t" + str(kind.__name__))
-        report(exc, exc.__traceback__.tb_next)
+        tb = exc.__traceback__  # never None for a caught exception; checked so that a None cannot crash here
+        report(exc, tb.tb_next if tb is not None else None)
         raise SystemExit_(1)
 
 

@@ -410,8 +410,9 @@ def _supervise(proc: subprocess.Popen, start: float, limits: SandboxLimits) -> _
         selector.close()
         if pidfd is not None:
             os.close(pidfd)
-        proc.stdout.close()
-        proc.stderr.close()
+        for stream in (proc.stdout, proc.stderr):  # both pipes (see _run), so never None
+            if stream is not None:
+                stream.close()
     end = exited_at if exited_at is not None else time.monotonic()
     _kill_group(pid)
     try:
