@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from dllm_mcmc.denoisers.base import Denoiser, MaxRows, forward_in_chunks, model_log_probs, resolve_max_rows
+from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
+from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
 
 LIKELIHOODS = ("order", "left_to_right", "elbo")
 

@@ -48,7 +48,8 @@ from dllm_mcmc.decoding.canvas import masked_canvas, prompt_rows
 from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.decoding.rules import position_rule
 from dllm_mcmc.decoding.trajectory import Trajectory
-from dllm_mcmc.denoisers.base import Denoiser, MaxRows, forward_in_chunks, model_log_probs, resolve_max_rows
+from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
+from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
 from dllm_mcmc.denoisers.metered import MeteredDenoiser
 from dllm_mcmc.likelihood import LIKELIHOODS, elbo_log_likelihood, left_to_right_log_likelihood
 
@@ -77,7 +78,7 @@ class TemperedTarget:
         max_rows: largest batch of one forward call, for the kernels over this target (their
             decodes, candidate calls and replays) and the likelihood calls: ``None`` (no split), a
             positive int, or ``"auto"`` (from the free CUDA memory when the target is built, ``None``
-            off CUDA; see `dllm_mcmc.denoisers.base.auto_max_rows`). ``self.max_rows`` holds the
+            off CUDA; see `dllm_mcmc.denoisers.batching.auto_max_rows`). ``self.max_rows`` holds the
             resolved number.
     """
 

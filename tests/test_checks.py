@@ -56,7 +56,7 @@ def toy():
     (lambda toy: sample(toy, None, 4, num_samples=0, progress=False), "num_samples must be a positive integer"),
     (lambda toy: sample(toy, None, 4, warmup=-1, progress=False), "warmup must be a non-negative integer, got -1"),
     (lambda toy: Method.from_config({"name": "m", "temperature": 0}), "method 'm': temperature must be"),
-    (lambda toy: Method.from_config({"name": "m", "warmup": 1.5}), "method 'm': warmup must be an integer"),
+    (lambda toy: Method.from_config({"name": "m", "warmup": 1.5}), "method 'm': warmup must be a non-negative integer"),
 ])
 def test_entry_points_name_the_argument_and_the_value(toy, call, message):
     with pytest.raises(ValueError, match=message):

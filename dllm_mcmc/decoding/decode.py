@@ -34,13 +34,8 @@ from dllm_mcmc.decoding.canvas import generator_for, masked_canvas, prompt_rows
 from dllm_mcmc.decoding.config import RULE_OPTIONS, DecodeConfig, Rule
 from dllm_mcmc.decoding.rules import NEG_INF, position_rule, proposal_log_probs, sample_tokens
 from dllm_mcmc.decoding.trajectory import Trajectory
-from dllm_mcmc.denoisers.base import (
-    Denoiser,
-    MaxRows,
-    forward_in_chunks,
-    model_log_probs,
-    resolve_max_rows,
-)
+from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
+from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
 
 
 def decode(
@@ -82,7 +77,7 @@ def decode(
         progress: show a progress bar over steps.
         max_rows: largest batch of one forward call: ``None`` (the ``S`` rows in one call), a
             positive int (each step's call split into micro-batches), or ``"auto"`` (from the
-            free CUDA memory, ``None`` on other devices; see `dllm_mcmc.denoisers.base.auto_max_rows`).
+            free CUDA memory, ``None`` on other devices; see `dllm_mcmc.denoisers.batching.auto_max_rows`).
             Results do not depend on it (beyond the model's batch-dependence of floating point);
             ``nfe`` counts steps, not micro-batches.
 

@@ -71,7 +71,8 @@ from dllm_mcmc.decoding.canvas import generator_for, masked_canvas, prompt_rows
 from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.decoding.rules import position_rule, proposal_log_probs, sample_tokens
 from dllm_mcmc.decoding.suffix import exact_log_suffix, mean_field_log_suffix, suffix_counts
-from dllm_mcmc.denoisers.base import Denoiser, MaxRows, forward_in_chunks, model_log_probs, resolve_max_rows
+from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
+from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
 from dllm_mcmc.denoisers.metered import MeteredDenoiser
 from dllm_mcmc.mh import mh_scan, sir
 

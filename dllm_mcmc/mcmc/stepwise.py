@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from dllm_mcmc.decoding.stepwise import check_stepwise_options, stepwise_decode
-from dllm_mcmc.denoisers.base import MaxRows, resolve_max_rows
+from dllm_mcmc.denoisers.batching import MaxRows, resolve_max_rows
 from dllm_mcmc.mcmc.kernel import TargetKernel
 from dllm_mcmc.target import TemperedTarget
 

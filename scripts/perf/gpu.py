@@ -58,7 +58,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dllm_mcmc import IMH, MeteredDenoiser, Stepwise, TemperedTarget, decode
-from dllm_mcmc.denoisers.base import resolve_max_rows
+from dllm_mcmc.denoisers.batching import resolve_max_rows
 from dllm_mcmc.denoisers.native import ArchitectureConfig, BidirectionalTransformer, NativeDenoiser
 
 LLADA_8B = ArchitectureConfig(hidden=4096, layers=32, heads=32, kv_heads=32, head_dim=128, intermediate=12288,

@@ -52,21 +52,21 @@ def empirical(toy: ExactDenoiser, tokens: torch.Tensor) -> torch.Tensor:
     return counts / counts.sum()
 
 
-def stepwise_tv(toy, temperature, tau, candidates, suffix, draws, chains, seed):
-    target = TemperedTarget(toy, None, toy.length, target_temperature=temperature)
-    kernel = Stepwise(target, proposal_temperature=tau, num_candidates=candidates, suffix=suffix,
+def stepwise_tv(toy, target_temperature, temperature, candidates, suffix, draws, chains, seed):
+    target = TemperedTarget(toy, None, toy.length, target_temperature=target_temperature)
+    kernel = Stepwise(target, proposal_temperature=temperature, num_candidates=candidates, suffix=suffix,
                       num_chains=chains, seed=seed, dedupe=True)
     result = sample(toy, None, toy.length, kernel=kernel, num_samples=draws // chains, warmup=0,
                     progress=False)
-    return total_variation(empirical(toy, result.tokens.reshape(-1, toy.length)), toy.tempered(temperature))
+    return total_variation(empirical(toy, result.tokens.reshape(-1, toy.length)), toy.tempered(target_temperature))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--draws", type=int, default=20_000)
     parser.add_argument("--chains", type=int, default=2_000, help="rows per stepwise decode")
-    parser.add_argument("--temperature", type=float, default=0.5, help="target temperature T")
-    parser.add_argument("--tau", type=float, default=0.5, help="proposal temperature τ")
+    parser.add_argument("--target-temperature", type=float, default=0.5, help="target temperature T")
+    parser.add_argument("--temperature", type=float, default=0.5, help="token temperature τ of the candidate proposal")
     parser.add_argument("--candidates", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="one seed, 5,000 draws")
@@ -75,7 +75,7 @@ def main() -> None:
         args.draws, args.seeds, args.chains = 5_000, 1, 1_000
     torch.set_num_threads(1)
     columns = ["floor", "local"] + [f"{s} K={k}" for s in ("mf", "exact") for k in args.candidates]
-    print(f"T = {args.temperature}, τ = {args.tau}, {args.draws} draws per cell, random positions\n")
+    print(f"T = {args.target_temperature}, τ = {args.temperature}, {args.draws} draws per cell, random positions\n")
     print("| V | L | sharpness | seed | " + " | ".join(columns) + " |")
     print("|---|---|---|---|" + "---|" * len(columns))
     summary: dict[tuple, list[list[float]]] = {}
@@ -84,14 +84,15 @@ def main() -> None:
         for sharpness in (1.0, 2.0):
             for seed in range(args.seeds):
                 toy = ExactDenoiser.random(vocab_size, length, seed=seed, sharpness=sharpness)
-                target = toy.tempered(args.temperature)
+                target = toy.tempered(args.target_temperature)
                 iid = torch.multinomial(target, args.draws, replacement=True,
                                         generator=torch.Generator().manual_seed(seed))
                 row = [total_variation(torch.bincount(iid, minlength=target.numel()).double() / args.draws, target)]
-                row.append(stepwise_tv(toy, args.temperature, args.tau, 1, "mean_field", args.draws, args.chains, seed))
+                row.append(stepwise_tv(toy, args.target_temperature, args.temperature, 1, "mean_field", args.draws,
+                                       args.chains, seed))
                 for suffix in ("mean_field", "exact"):
                     for k in args.candidates:
-                        row.append(stepwise_tv(toy, args.temperature, args.tau, k, suffix, args.draws,
+                        row.append(stepwise_tv(toy, args.target_temperature, args.temperature, k, suffix, args.draws,
                                                args.chains, seed))
                 summary.setdefault((vocab_size, length, sharpness), []).append(row)
                 cells = " | ".join(f"{value:.4f}" for value in row)

@@ -1,6 +1,6 @@
 """The samplers and the experiment runner on a CUDA device (skipped where there is none).
 
-CI has no GPU; these run on the project's lent GPU machines: `python -m pytest tests/test_cuda.py`.
+CI has no GPU; these run on the project's lent GPU machines: `python -m pytest tests/denoisers/test_cuda.py`.
 A tiny native LLaDA / Dream checkpoint is loaded in bfloat16 on the GPU; every sampler and the
 `dllm-mcmc eval` runner must run there, keep every tensor on the device, and be reproducible.
 """

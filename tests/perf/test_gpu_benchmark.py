@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "perf" / "gpu.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "perf" / "gpu.py"
 
 
 @pytest.fixture(scope="module")

@@ -157,7 +157,7 @@ def test_eval_flag_report_writes_the_report_after_the_run(tmp_path, config_file,
 
 def test_transformers_model_directory_runs_through_the_runner(tmp_path, config_file):
     """A tiny random BERT saved with a character tokenizer: encode, decode, grade, record."""
-    from test_hf import char_tokenizer, tiny_model
+    from hf_fixtures import char_tokenizer, tiny_model
 
     tokenizer = char_tokenizer()
     model_dir = tmp_path / "bert"
@@ -180,7 +180,7 @@ def test_every_shipped_config_is_valid():
     from dllm_mcmc.eval.methods import Method
     from dllm_mcmc.tasks import FAMILIES
 
-    root = __import__("pathlib").Path(__file__).resolve().parents[1] / "configs"
+    root = __import__("pathlib").Path(__file__).resolve().parents[2] / "configs"
     paths = sorted(root.rglob("*.toml"))
     assert len(paths) >= 5
     for path in paths:

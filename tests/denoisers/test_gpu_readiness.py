@@ -18,7 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from dllm_mcmc import IMH, Power, Stepwise, TemperedTarget, decode, replay, sample
 from dllm_mcmc.decoding import redecode
-from dllm_mcmc.denoisers.base import auto_max_rows, forward_in_chunks, resolve_max_rows, row_bytes
+from dllm_mcmc.denoisers.batching import auto_max_rows, forward_in_chunks, resolve_max_rows, row_bytes
 from dllm_mcmc.denoisers.native import ArchitectureConfig, BidirectionalTransformer, NativeDenoiser
 
 VOCAB, MASK = 40, 39

@@ -1,0 +1,142 @@
+"""Micro-batching: split a forward call into calls of at most ``max_rows`` rows, and size ``max_rows``
+from free device memory (``"auto"``). Results do not depend on the split (beyond the model's
+batch-dependence of floating point); `nfe` counts logical calls, the meter every physical one.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from dllm_mcmc.denoisers.base import Denoiser, check_logits, denoiser_device
+
+MaxRows = int | str | None
+"""A micro-batching setting: a positive int, ``"auto"`` (from free device memory) or ``None`` (no split)."""
+
+
+class HasVocabSize(Protocol):
+    """What `row_bytes` needs of a denoiser at the least (its other widths are looked up optionally)."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+
+def forward_in_chunks(
+    denoiser: Denoiser, tokens: torch.Tensor, max_rows: int | None = None
+) -> torch.Tensor:
+    """Checked logits for ``tokens [B, N]`` in forward calls of at most ``max_rows`` rows.
+
+    The one place forward calls are split into micro-batches (decode, the kernels and the
+    likelihoods all call it). ``None`` makes one call. The parts are written into one preallocated
+    output, so the peak is the full logits plus one part, not twice the full logits. Every row is
+    computed as it would be alone or in any batch (a denoiser's rows are independent), so splitting
+    changes no result beyond the model's batch-dependence of floating point.
+
+    >>> from dllm_mcmc import ExactDenoiser
+    >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+    >>> canvas = torch.full((5, 4), toy.mask_id)
+    >>> torch.equal(forward_in_chunks(toy, canvas, max_rows=2), forward_in_chunks(toy, canvas))
+    True
+    """
+    batch, length = tokens.shape
+    vocab_size = int(denoiser.vocab_size)
+    if max_rows is None or max_rows >= batch:
+        return check_logits(denoiser(tokens), batch, length, vocab_size)
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be a positive integer or None, got {max_rows!r}")
+    out: torch.Tensor | None = None
+    for i in range(0, batch, max_rows):
+        part = tokens[i : i + max_rows]
+        logits = check_logits(denoiser(part), part.shape[0], length, vocab_size)
+        if out is None:
+            out = torch.empty((batch, length, vocab_size), dtype=logits.dtype, device=logits.device)
+        out[i : i + part.shape[0]] = logits
+    assert out is not None  # batch > max_rows >= 1, so the loop ran
+    return out
+
+
+# Bytes per logit entry a row costs around a forward call: the model-dtype head output, its float32
+# copy (what denoisers return), and the float32 log-softmax and temporaries the samplers take of it.
+LOGIT_BYTES = 2 + 4 + 4 + 4
+
+
+def row_bytes(denoiser: HasVocabSize, row_length: int) -> int:
+    """Estimated device bytes one row of ``row_length`` tokens needs during a forward call.
+
+    Per token: ``vocab × LOGIT_BYTES`` for the logits, plus one layer's activations (the residual
+    stream, query/key/value, the attention output, the gated MLP's three intermediate tensors; in
+    the parameters' dtype) and a float32 attention-score row per head (SDPA's math path). Without
+    gradients, layers free their activations as they go, so depth does not multiply them. Widths
+    come from ``denoiser.config`` (a native `ArchitectureConfig`) or ``denoiser.model.config`` (a
+    transformers config); an unknown architecture counts the logits only, doubled. An estimate for
+    choosing micro-batches, not a bound.
+
+    >>> from dllm_mcmc.denoisers.native import ArchitectureConfig
+    >>> class Llada:
+    ...     vocab_size = 126464
+    ...     config = ArchitectureConfig(hidden=4096, layers=32, heads=32, kv_heads=32, head_dim=128,
+    ...                                 intermediate=12288, vocab=126464, mask_id=126336)
+    >>> round(row_bytes(Llada(), 384) / 2**20)  # MiB per row of a 128 + 256 canvas
+    711
+    """
+    vocab = int(denoiser.vocab_size)
+    config = getattr(denoiser, "config", None)
+    if not hasattr(config, "hidden"):
+        config = getattr(getattr(denoiser, "model", None), "config", None)
+    hidden = getattr(config, "hidden", None) or getattr(config, "hidden_size", None)
+    if not hidden:
+        return 2 * row_length * vocab * LOGIT_BYTES
+    intermediate = getattr(config, "intermediate", None) or getattr(config, "intermediate_size", None) or 4 * hidden
+    heads = getattr(config, "heads", None) or getattr(config, "num_attention_heads", None) or 1
+    element = _parameter_bytes(denoiser)
+    activations = (6 * hidden + 3 * intermediate) * element + 4 * heads * row_length
+    return row_length * (vocab * LOGIT_BYTES + activations)
+
+
+def auto_max_rows(
+    denoiser: HasVocabSize, row_length: int, free_bytes: int | None = None, fraction: float = 0.5
+) -> int | None:
+    """Rows per forward call that fit ``fraction`` of the free device memory, by `row_bytes`.
+
+    ``free_bytes=None`` asks the device (``torch.cuda.mem_get_info`` on CUDA); on any other device
+    there is nothing to ask and the answer is ``None`` (no split). At least 1.
+
+    >>> from dllm_mcmc import ExactDenoiser
+    >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+    >>> auto_max_rows(toy, 4), auto_max_rows(toy, 4, free_bytes=10_000)
+    (None, 14)
+    """
+    if free_bytes is None:
+        device = denoiser_device(denoiser)
+        if device is None or device.type != "cuda":
+            return None
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+    return max(1, int(free_bytes * fraction) // row_bytes(denoiser, row_length))
+
+
+def resolve_max_rows(denoiser: HasVocabSize, max_rows: MaxRows, row_length: int) -> int | None:
+    """Validate a micro-batching setting and turn ``"auto"`` into a number (or ``None`` off CUDA).
+
+    >>> from dllm_mcmc import ExactDenoiser
+    >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+    >>> resolve_max_rows(toy, 8, 4), resolve_max_rows(toy, "auto", 4), resolve_max_rows(toy, None, 4)
+    (8, None, None)
+    """
+    if max_rows is None:
+        return None
+    if max_rows == "auto":
+        return auto_max_rows(denoiser, row_length)
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise ValueError(f"max_rows must be a positive integer, 'auto' or None, got {max_rows!r}")
+    return max_rows
+
+
+def _parameter_bytes(denoiser: object) -> int:
+    """Bytes per element of the denoiser's parameters (2 when it cannot be told)."""
+    dtype = getattr(denoiser, "dtype", None)
+    if not isinstance(dtype, torch.dtype):
+        model = denoiser if isinstance(denoiser, torch.nn.Module) else getattr(denoiser, "model", None)
+        parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+        dtype = parameter.dtype if parameter is not None else torch.bfloat16
+    return torch.empty((), dtype=dtype).element_size()
