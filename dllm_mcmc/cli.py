@@ -12,6 +12,7 @@ import sys
 
 import torch
 
+from dllm_mcmc._checks import positive_float, positive_int
 from dllm_mcmc.decoding import RULES, decode
 from dllm_mcmc.denoisers import ExactDenoiser
 
@@ -221,12 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
 def check_values(args: argparse.Namespace) -> None:
     """Refuse flag values that parse but make no sense (``ValueError`` naming the flag and the value)."""
     for flag in ("samples", "problems"):
-        value = getattr(args, flag, None)
-        if value is not None and value < 1:
-            raise ValueError(f"--{flag} must be an integer >= 1, got {value}")
-    temperature = getattr(args, "temperature", None)
-    if temperature is not None and not (temperature > 0 and math.isfinite(temperature)):
-        raise ValueError(f"--temperature must be a finite number > 0, got {temperature:g}")
+        if getattr(args, flag, None) is not None:
+            positive_int(f"--{flag}", getattr(args, flag))
+    if getattr(args, "temperature", None) is not None:
+        positive_float("--temperature", args.temperature)
 
 
 def one_line(error: BaseException) -> str:
