@@ -65,12 +65,14 @@ def test_eval_unknown_task(capsys, tmp_path):
     config = write_config(tmp_path, tasks='["nope"]')
     line = assert_user_error(capsys, ["eval", str(config), "--no-progress"])
     assert "'nope'" in line
+    assert not (tmp_path / "results.jsonl").exists()  # refused before any file is written
 
 
 def test_eval_unknown_model(capsys, tmp_path):
     config = write_config(tmp_path, model="no-such-model")
     line = assert_user_error(capsys, ["eval", str(config), "--no-progress"])
     assert "no-such-model" in line
+    assert not (tmp_path / "results.jsonl").exists()  # refused before any file is written
 
 
 def test_eval_methods_not_in_the_config(capsys, tmp_path):

@@ -43,10 +43,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dllm_mcmc._checks import nonnegative_int, positive_int
+from dllm_mcmc.denoisers.load import model_kind
 from dllm_mcmc.eval.engine import Engine, load_engine
 from dllm_mcmc.eval.methods import Method, generate
 from dllm_mcmc.eval.problem import EvalTask
 from dllm_mcmc.eval.records import RecordStore
+from dllm_mcmc.small_model import bundled_models
 
 CONFIG_KEYS = {"model", "samples", "problems", "seed", "output", "tasks", "methods", "gen_length", "model_options",
                "task_paths"}
@@ -138,6 +140,9 @@ def run_experiment(config: dict, progress: bool = True, engine: Engine | None = 
     samples = config["samples"]
     task_paths = config.get("task_paths") or {}
     tasks = [load_task(name, task_paths.get(name)) for name in config["tasks"]]  # before any file is touched
+    if engine is None and model_kind(config["model"]) is None:
+        raise ValueError(f"model {config['model']!r} is neither a bundled model ({', '.join(bundled_models())}) "
+                         f"nor a local model directory with a config.json")
     store = RecordStore.open(config["output"], samples_per_unit=samples)
     hashes = {(m.name, t.name): settings_hash(config, m, t.name) for m in methods for t in tasks}
     _refuse_mixed_settings(store, hashes)
