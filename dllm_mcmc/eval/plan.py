@@ -1,0 +1,164 @@
+"""`plan`: what an evaluation config will cost before it is run: units, samples, sequential forward steps
+and forward rows per method, and, given the time of one forward row, the estimated GPU-hours.
+
+The counts are exact formulas of the samplers' schedules (tested against the metered cost of real runs):
+with ``s`` decoding steps per response (``gen_length`` divided by the rule's tokens per step), ``n``
+samples per unit, and ``w`` warm-up steps,
+
+- ``decode``: ``s`` steps, ``n·s`` rows;
+- ``imh`` (``B = proposal_batch``): each chain pops ``w + 2`` proposals (one at ``setup``), decoded in
+  ``⌈(w + 2) / B⌉`` batches: ``⌈(w + 2)/B⌉·s`` steps, ``n·⌈(w + 2)/B⌉·B·s`` rows;
+- ``power`` (``m = moves_per_draw``): one decode at ``setup`` and ``m·(w + 1)`` re-decodes of ``s`` steps;
+- ``stepwise`` (``K = num_candidates``): one draw at ``setup`` and one kept draw, each ``s`` steps and
+  ``n·(1 + (s − 1)·K)`` rows (``suffix="mean_field"``, ``dedupe=False``; the exact suffix is an oracle
+  for toys and is not planned).
+
+A likelihood other than ``order`` adds its rows (``left_to_right``: ``gen_length`` per scored sequence;
+``elbo``: ``elbo_samples``) and one call per scoring. The time estimate is an **approximation**:
+``rows × forward time per row`` at the batch sizes the run uses, which holds once batches are large enough
+to saturate the device (about 16 rows or more for an 8B model on an H100).
+
+Example:
+    >>> from dllm_mcmc.eval.methods import Method
+    >>> method_cost(Method.from_config({"name": "imh", "sampler": "imh", "warmup": 6, "proposal_batch": 8}),
+    ...             gen_length=16, samples=4)
+    (16, 512)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from dllm_mcmc.eval.methods import Method
+
+# Problem counts of the paper's benchmarks, used when their data is not on this machine.
+BENCHMARK_SIZES = {"humaneval": 164, "mbpp": 500, "math500": 500, "aime24": 30, "aime25": 30}
+
+
+def method_cost(method: Method, gen_length: int, samples: int) -> tuple[int, int]:
+    """``(sequential forward steps, forward rows)`` of one unit (``samples`` responses to one prompt)."""
+    steps = len(method.decoding_rule.config().schedule(gen_length))
+    options = method.options
+    if method.sampler == "decode":
+        return steps, samples * steps
+    scorings, scored_rows = 0, 0  # likelihood calls and rows beyond the decoder's own record
+    if method.sampler == "imh":
+        batch = options.get("proposal_batch", 1)
+        batches = math.ceil((method.warmup + 2) / batch)
+        nfe, rows = batches * steps, samples * batches * batch * steps
+        scorings, scored_rows = batches, samples * batches * batch
+    elif method.sampler == "power":
+        decodes = 1 + options.get("moves_per_draw", 1) * (method.warmup + 1)
+        nfe, rows = decodes * steps, samples * decodes * steps
+        scorings, scored_rows = decodes, samples * decodes
+    elif method.sampler == "stepwise":
+        if options.get("suffix", "mean_field") != "mean_field" or options.get("dedupe", False):
+            raise ValueError(f"method {method.name!r}: only suffix='mean_field' without dedupe can be planned")
+        candidates = options.get("num_candidates", 16)
+        nfe, rows = 2 * steps, 2 * samples * (1 + (steps - 1) * candidates)
+        scorings, scored_rows = 2, 2 * samples
+    else:
+        raise ValueError(f"method {method.name!r}: no cost formula for sampler {method.sampler!r}")
+    likelihood = options.get("likelihood", "order")
+    if likelihood == "left_to_right":
+        nfe, rows = nfe + scorings, rows + scored_rows * gen_length
+    elif likelihood == "elbo":
+        nfe, rows = nfe + scorings, rows + scored_rows * options.get("elbo_samples", 16)
+    return nfe, rows
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """One method over every task of a config."""
+
+    method: str
+    units: int
+    samples: int
+    steps_per_unit: int
+    rows_per_unit: int
+
+    @property
+    def steps(self) -> int:
+        return self.units * self.steps_per_unit
+
+    @property
+    def rows(self) -> int:
+        return self.units * self.rows_per_unit
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The plan of a config: per-method costs, problems per task (and which sizes were assumed)."""
+
+    methods: list[MethodPlan]
+    problems: dict[str, int]
+    assumed_sizes: list[str]
+    gen_length: int
+
+    @property
+    def rows(self) -> int:
+        return sum(m.rows for m in self.methods)
+
+    def gpu_hours(self, forward_ms_per_row: float) -> float:
+        """Estimated device-hours at ``forward_ms_per_row`` (an approximation, see the module docstring)."""
+        return self.rows * forward_ms_per_row / 3.6e6
+
+    def markdown(self, forward_ms_per_row: float | None = None) -> str:
+        sizes = ", ".join(f"{task} {count}{'*' if task in self.assumed_sizes else ''}"
+                          for task, count in self.problems.items())
+        lines = [f"Problems per task: {sizes}; response length {self.gen_length}.", ""]
+        header = "| method | units | samples | sequential steps | forward rows |"
+        rule = "|---|---:|---:|---:|---:|"
+        if forward_ms_per_row is not None:
+            header, rule = header + " GPU-hours |", rule + "---:|"
+        lines += [header, rule]
+        for m in self.methods:
+            row = f"| {m.method} | {m.units:,} | {m.units * m.samples:,} | {m.steps:,} | {m.rows:,} |"
+            if forward_ms_per_row is not None:
+                row += f" {m.rows * forward_ms_per_row / 3.6e6:,.1f} |"
+            lines.append(row)
+        total = f"| total | | | {sum(m.steps for m in self.methods):,} | {self.rows:,} |"
+        if forward_ms_per_row is not None:
+            total += f" {self.gpu_hours(forward_ms_per_row):,.1f} |"
+        lines.append(total)
+        if self.assumed_sizes:
+            lines += ["", "\\* the benchmark's size; its data was not loaded."]
+        if forward_ms_per_row is not None:
+            lines += ["", f"GPU-hours at {forward_ms_per_row:g} ms per forward row (an approximation: rows × time "
+                          f"per row at saturating batch sizes)."]
+        return "\n".join(lines)
+
+
+def plan(config: dict) -> Plan:
+    """The `Plan` of a loaded config (`dllm_mcmc.eval.experiment.load_config`); nothing is run or written."""
+    from dllm_mcmc.eval.experiment import load_task
+
+    methods = [Method.from_config(m) for m in config["methods"]]
+    gen_length = config.get("gen_length")
+    if gen_length is None:
+        from dllm_mcmc.small_model import small_model_dir
+
+        directory = small_model_dir(config["model"])
+        if directory is None:
+            raise ValueError("gen_length: the config must give the response length to plan it")
+        from dllm_mcmc.small_model import load_small_model
+
+        gen_length = load_small_model(directory)[2]["response_length"]
+    problems: dict[str, int] = {}
+    assumed: list[str] = []
+    for name in config["tasks"]:
+        path = (config.get("task_paths") or {}).get(name)
+        if name in BENCHMARK_SIZES and path is None and name != "humaneval":
+            # only HumanEval ships offline; loading the others would reach for the hub
+            problems[name] = min(BENCHMARK_SIZES[name], config.get("problems") or BENCHMARK_SIZES[name])
+            assumed.append(name)
+        else:
+            problems[name] = len(load_task(name, path).problems(config.get("problems")))
+    units = sum(problems.values())
+    samples = config["samples"]
+    rows = []
+    for method in methods:
+        steps, forward_rows = method_cost(method, gen_length, samples)
+        rows.append(MethodPlan(method.name, units, samples, steps, forward_rows))
+    return Plan(rows, problems, assumed, gen_length)
