@@ -44,7 +44,7 @@ import torch
 from pyro import poutine
 
 from dllm_mcmc._checks import one_of, positive_float, positive_int
-from dllm_mcmc.decoding.canvas import masked_canvas, prompt_rows
+from dllm_mcmc.decoding.canvas import Prompt, canvas_attention, masked_canvas, prompt_batch
 from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.decoding.rules import position_rule
 from dllm_mcmc.decoding.trajectory import Trajectory
@@ -62,11 +62,15 @@ CONFIDENCE_REFUSAL = (
 
 
 class TemperedTarget:
-    """``π_T(σ, x) ∝ u(σ | x) · L(x, σ)^(1/T)`` for one prompt.
+    """``π_T(σ, x) ∝ u(σ | x) · L(x, σ)^(1/T)`` for one prompt, or one per chain.
 
     Args:
         denoiser: the dLLM (wrapped in a `MeteredDenoiser` to count its cost).
-        prompt: ``[P]`` prompt ids or ``None``.
+        prompt: ``[P]`` prompt ids or ``None``; or a list of ``C`` 1-D id tensors of any lengths, one
+            target per prompt: row ``r`` of every batch the target scores (and of every decode its
+            kernels make) belongs to prompt ``r mod C`` (`prompt_for`), so a kernel's chain ``c`` samples
+            ``π_T(· | prompt c mod C)``. Rows of different lengths are left-padded with an attention
+            mask (see ``docs/decoding.md``, "Prompts of different lengths").
         gen_length: response length ``L``.
         target_temperature: ``T > 0`` (keyword-only; the token temperature ``τ`` of a proposal is
             the kernel's ``proposal_temperature``).
@@ -85,7 +89,7 @@ class TemperedTarget:
     def __init__(
         self,
         denoiser: Denoiser,
-        prompt: torch.Tensor | None,
+        prompt: Prompt,
         gen_length: int,
         *,
         target_temperature: float = 1.0,
@@ -108,31 +112,64 @@ class TemperedTarget:
         self.rule = rule
         self.order_law = rule.config(temperature=1.0)
         self.order_law.schedule(gen_length)  # validates gen_length against block_length
-        self.prompt = prompt_rows(self.denoiser, prompt, 1)[0]
+        self.prompt: torch.Tensor | list[torch.Tensor]
+        if isinstance(prompt, (list, tuple)):
+            if not prompt:
+                raise ValueError("prompt: an empty list (give at least one prompt, or None)")
+            ids, _ = prompt_batch(self.denoiser, prompt, len(prompt))  # validates every prompt once
+            self.prompt = list(prompt)
+            self.num_prompts, self.prompt_length, self.device = len(prompt), ids.shape[1], ids.device
+        else:
+            self.prompt = prompt_batch(self.denoiser, prompt, 1)[0][0]
+            self.num_prompts, self.prompt_length, self.device = 1, self.prompt.numel(), self.prompt.device
         self.gen_length = gen_length
         self.target_temperature = float(target_temperature)
         self.likelihood = likelihood
         self.elbo_samples = elbo_samples
-        self.max_rows = resolve_max_rows(self.denoiser, max_rows, self.prompt.numel() + gen_length)
-        self._elbo_generator = torch.Generator(device=self.prompt.device).manual_seed(seed)
+        self.max_rows = resolve_max_rows(self.denoiser, max_rows, self.prompt_length + gen_length)
+        self._elbo_generator = torch.Generator(device=self.device).manual_seed(seed)
 
     @property
     def exact(self) -> bool:
         """``False`` for the ELBO likelihood (a noisy lower bound)."""
         return self.likelihood != "elbo"
 
+    @property
+    def per_row(self) -> bool:
+        """Whether the prompt is a list (one target per prompt, rows cycling through them)."""
+        return isinstance(self.prompt, list)
+
+    def prompt_for(self, num_rows: int) -> torch.Tensor | list[torch.Tensor]:
+        """The ``prompt`` argument of a decode (or replay) of ``num_rows`` rows of this target: the
+        shared ``[P]`` prompt, or the list of prompts repeated, row ``r`` taking prompt ``r mod C``
+        (``num_rows`` must then be a multiple of ``C``)."""
+        if not isinstance(self.prompt, list):
+            return self.prompt
+        if num_rows % self.num_prompts:
+            raise ValueError(f"{num_rows} rows cannot cycle through {self.num_prompts} prompts: give a multiple "
+                             f"of the number of prompts (row r belongs to prompt r mod {self.num_prompts})")
+        return self.prompt * (num_rows // self.num_prompts)
+
+    def prompt_batch(self, num_rows: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(ids [num_rows, P], prompt_mask or None)`` of `prompt_for` (`dllm_mcmc.decoding.canvas.prompt_batch`)."""
+        if not isinstance(self.prompt, list):
+            return self.prompt[None].expand(num_rows, -1), None
+        return prompt_batch(self.denoiser, self.prompt_for(num_rows), num_rows)
+
     def prompt_rows(self, num_rows: int) -> torch.Tensor:
-        return self.prompt[None].expand(num_rows, -1)
+        """``[num_rows, P]`` prompt ids (left-padded for prompts of different lengths: see `prompt_batch`)."""
+        return self.prompt_batch(num_rows)[0]
 
     def log_likelihood(self, tokens: torch.Tensor, order_log_p: torch.Tensor) -> torch.Tensor:
-        """``[S]`` ``L(x, σ)``; ``order_log_p`` is the chain rule along σ (used by ``order``)."""
+        """``[S]`` ``L(x, σ)``; ``order_log_p`` is the chain rule along σ (used by ``order``). Row ``r``
+        of ``tokens`` is scored after prompt ``r mod C`` (`prompt_for`)."""
         if self.likelihood == "order":
             return order_log_p
-        rows = self.prompt_rows(tokens.shape[0])
+        rows, prompt_mask = self.prompt_batch(tokens.shape[0])
         if self.likelihood == "left_to_right":
-            return left_to_right_log_likelihood(self.denoiser, rows, tokens, self.max_rows)
+            return left_to_right_log_likelihood(self.denoiser, rows, tokens, self.max_rows, prompt_mask)
         return elbo_log_likelihood(
-            self.denoiser, rows, tokens, self.elbo_samples, self._elbo_generator, self.max_rows
+            self.denoiser, rows, tokens, self.elbo_samples, self._elbo_generator, self.max_rows, prompt_mask
         )
 
     def log_density(self, trajectory: Trajectory) -> torch.Tensor:
@@ -149,17 +186,19 @@ class TemperedTarget:
         config = self.order_law
         rule = position_rule(config.rule, config.position_temperature, config.position_score)
         mask_id = int(self.denoiser.mask_id)
-        prompt_length, length = self.prompt.numel(), self.gen_length
-        device = self.prompt.device
+        prompt_length, length = self.prompt_length, self.gen_length
+        device = self.device
         rows = torch.arange(num_rows, device=device)
-        canvas = masked_canvas(self.prompt_rows(num_rows), length, mask_id)
+        prompts, prompt_mask = self.prompt_batch(num_rows)
+        canvas = masked_canvas(prompts, length, mask_id)
+        attention = canvas_attention(prompt_mask, length)  # None unless some prompt is left-padded
         response = canvas[:, prompt_length:]
         order = torch.empty(num_rows, length, dtype=torch.long, device=device)
         chain_rule_log_p = torch.zeros(num_rows, device=device)
         commit = 0
         with pyro.plate("rows", num_rows):
             for start, end, k in config.schedule(length):
-                logits = forward_in_chunks(self.denoiser, canvas, self.max_rows)
+                logits = forward_in_chunks(self.denoiser, canvas, self.max_rows, attention)
                 log_p = model_log_probs(logits[:, prompt_length:], mask_id)
                 in_block = (torch.arange(length, device=device) >= start) & (torch.arange(length, device=device) < end)
                 available = (response == mask_id) & in_block

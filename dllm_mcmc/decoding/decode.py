@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from dllm_mcmc._checks import positive_int
-from dllm_mcmc.decoding.canvas import generator_for, masked_canvas, prompt_rows
+from dllm_mcmc.decoding.canvas import Prompt, canvas_attention, generator_for, masked_canvas, prompt_batch
 from dllm_mcmc.decoding.config import RULE_OPTIONS, DecodeConfig, Rule
 from dllm_mcmc.decoding.rules import NEG_INF, position_rule, proposal_log_probs, sample_tokens
 from dllm_mcmc.decoding.trajectory import Trajectory
@@ -40,7 +40,7 @@ from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max
 
 def decode(
     denoiser: Denoiser,
-    prompt: torch.Tensor | None,
+    prompt: Prompt,
     gen_length: int,
     rule: str | Rule = "random",
     temperature: float = 1.0,
@@ -58,7 +58,10 @@ def decode(
 
     Args:
         denoiser: any `Denoiser` (``mask_id``, ``vocab_size``, ``__call__`` -> logits).
-        prompt: ``[P]`` ids shared by all rows, ``[S, P]`` one per row, or ``None``.
+        prompt: ``[P]`` ids shared by all rows, ``[S, P]`` one per row, ``None``, or a list of ``S``
+            1-D id tensors of any lengths, one per row: they are left-padded to the longest and the
+            denoiser gets an attention mask that hides the padding, so each row is decoded as it would
+            be alone (see ``docs/decoding.md``, "Prompts of different lengths").
         gen_length: response length ``L``.
         rule: ``random``, ``confidence``, ``top_prob``, ``margin``, ``entropy``, ``stochastic``, or a
             `Rule` object carrying the rule's options (then leave ``block_length``,
@@ -99,14 +102,14 @@ def decode(
         options = {k: v for k, v in options.items() if v != getattr(Rule(), k)}
     config = Rule.of(rule, **options).config(temperature, suppress_eos)
     positive_int("num_samples", num_samples)
-    prompts = prompt_rows(denoiser, prompt, num_samples)
+    prompts, prompt_mask = prompt_batch(denoiser, prompt, num_samples)
     generator = generator_for(generator, prompts.device)
-    return _run(denoiser, prompt, prompts, gen_length, config, generator, None, progress, max_rows)
+    return _run(denoiser, prompt, prompts, prompt_mask, gen_length, config, generator, None, progress, max_rows)
 
 
 def replay(
     denoiser: Denoiser,
-    prompt: torch.Tensor | None,
+    prompt: Prompt,
     tokens: torch.Tensor,
     order: torch.Tensor,
     config: DecodeConfig | None = None,
@@ -118,7 +121,8 @@ def replay(
     Gives ``log q`` and ``log p`` of any (order, tokens) pair, for example a state an MCMC
     kernel did not propose itself. ``config`` (or the keyword ``options`` of `decode`) must be
     those of the decoder whose density is wanted. A deterministic rule gives ``-inf`` to an
-    order it would not have chosen. ``max_rows`` as in `decode`.
+    order it would not have chosen. ``prompt`` and ``max_rows`` as in `decode` (a list: one prompt
+    per row of ``tokens``).
 
     Example:
         >>> import torch
@@ -140,14 +144,14 @@ def replay(
             f"tokens and order must both be [S, L]; got {tuple(tokens.shape)} and {tuple(order.shape)}"
         )
     _check_order(order, config)
-    prompts = prompt_rows(denoiser, prompt, tokens.shape[0])
+    prompts, prompt_mask = prompt_batch(denoiser, prompt, tokens.shape[0])
     forced = (tokens.to(prompts.device), order.to(prompts.device), None)
-    return _run(denoiser, prompt, prompts, tokens.shape[1], config, None, forced, False, max_rows)
+    return _run(denoiser, prompt, prompts, prompt_mask, tokens.shape[1], config, None, forced, False, max_rows)
 
 
 def redecode(
     denoiser: Denoiser,
-    prompt: torch.Tensor | None,
+    prompt: Prompt,
     trajectory: Trajectory,
     keep_steps: torch.Tensor,
     generator: torch.Generator,
@@ -160,7 +164,8 @@ def redecode(
     later steps are sampled with ``config`` (default: the trajectory's own). The new record's
     steps from ``keep_steps[s]`` on are the density of re-decoding that suffix from the kept
     prefix: what a re-masking MH move needs for its forward and reverse proposal terms.
-    ``generator`` and ``max_rows`` as in `decode`.
+    ``prompt`` (the trajectory's: a list holds one prompt per row), ``generator`` and ``max_rows`` as
+    in `decode`.
 
     Example:
         >>> import torch
@@ -173,20 +178,22 @@ def redecode(
         (True, True)
     """
     config = trajectory.config if config is None else config
-    prompts = prompt_rows(denoiser, prompt, trajectory.num_samples)
+    prompts, prompt_mask = prompt_batch(denoiser, prompt, trajectory.num_samples)
     schedule = config.schedule(trajectory.gen_length)
     commits_before = torch.tensor([0] + [k for _, _, k in schedule], device=prompts.device).cumsum(0)
     keep_commits = commits_before[keep_steps.to(prompts.device).clamp(0, len(schedule))]
     forced = (trajectory.tokens, trajectory.order, keep_commits)
     generator = generator_for(generator, prompts.device)
-    return _run(denoiser, prompt, prompts, trajectory.gen_length, config, generator, forced, False, max_rows)
+    return _run(denoiser, prompt, prompts, prompt_mask, trajectory.gen_length, config, generator, forced, False,
+                max_rows)
 
 
 @torch.no_grad()  # decoding never needs gradients, whatever the denoiser
 def _run(
     denoiser: Denoiser,
-    prompt: torch.Tensor | None,
+    prompt: Prompt,
     prompts: torch.Tensor,
+    prompt_mask: torch.Tensor | None,
     gen_length: int,
     config: DecodeConfig,
     generator: torch.Generator | None,
@@ -199,6 +206,9 @@ def _run(
     ``forced`` is ``(tokens, order, keep_commits)``: rows commit the forced tokens and positions for
     their first ``keep_commits[s]`` commits and sample the rest (`redecode`), or all of them when
     ``keep_commits`` is ``None`` (`replay`, which passes no ``generator``: it never samples).
+
+    ``prompt_mask`` (``None``: no padding) marks the real prompt tokens of left-padded rows; the
+    canvas's attention mask is then passed with every forward call.
 
     Everything it creates lives on the prompt rows' device (the denoiser's), and nothing in the
     loop waits for the device: no tensor value is read on the host until the NaN flags after it.
@@ -215,6 +225,7 @@ def _run(
     suppressed = None if eos_id is None else int(eos_id)  # set only under suppress_eos
     rows = torch.arange(num_rows, device=device)[:, None]
     canvas = masked_canvas(prompts, gen_length, mask_id)
+    attention = canvas_attention(prompt_mask, gen_length)  # None unless some row is left-padded
     response = canvas[:, prompt_length:]  # a view: commits write through to the canvas
     rule = None if config.rule == "confidence" else position_rule(
         config.rule, config.position_temperature, config.position_score
@@ -226,7 +237,7 @@ def _run(
     invalid = []  # per-step flags, checked once at the end: no host sync inside the loop
     committed = 0
     for step, (start, end, k) in enumerate(tqdm(steps, desc=f"decode[{config.rule}]", disable=not progress)):
-        logits = forward_in_chunks(denoiser, canvas, max_rows)
+        logits = forward_in_chunks(denoiser, canvas, max_rows, attention)
         log_p = model_log_probs(logits[:, prompt_length + start : prompt_length + end], mask_id)
         del logits  # log_p is a new tensor: free the [S, N, V] logits before the next step's call
         eligible = response[:, start:end] == mask_id
@@ -289,7 +300,8 @@ def _run(
         nfe=len(steps),
         exact_density=config.exact_density,
         config=config,
-        prompt=prompts[0] if prompt is None or prompt.dim() == 1 else prompts,
+        prompt=(prompts if isinstance(prompt, torch.Tensor) and prompt.dim() == 2
+                else prompts[0] if prompt is None or isinstance(prompt, torch.Tensor) else list(prompt)),
     )
 
 

@@ -67,7 +67,7 @@ from dataclasses import dataclass
 import torch
 
 from dllm_mcmc._checks import boolean, one_of, positive_float, positive_int
-from dllm_mcmc.decoding.canvas import generator_for, masked_canvas, prompt_rows
+from dllm_mcmc.decoding.canvas import Prompt, generator_for, masked_canvas, padding_id, prompt_batch
 from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.decoding.rules import position_rule, proposal_log_probs, sample_tokens
 from dllm_mcmc.decoding.suffix import exact_log_suffix, mean_field_log_suffix, suffix_counts
@@ -79,6 +79,7 @@ from dllm_mcmc.mh import mh_scan, sir
 SUFFIXES = ("mean_field", "exact")
 SELECTIONS = ("mh", "sir")
 SUFFIX_SCOPES = ("block", "all")
+PADDING = -1  # left padding's id inside the stepwise canvases of a list of prompts (never a model id)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def check_stepwise_options(rule: str | Rule, gen_length: int, denoiser: Denoiser
 @torch.no_grad()  # decoding never needs gradients, whatever the denoiser
 def stepwise_decode(
     denoiser: Denoiser,
-    prompt: torch.Tensor | None,
+    prompt: Prompt,
     gen_length: int,
     *,
     rule: str | Rule = "random",
@@ -151,7 +152,8 @@ def stepwise_decode(
     """Decode ``num_samples`` responses with ``K = num_candidates`` candidates per step (module docstring).
 
     Args:
-        denoiser, prompt, gen_length, num_samples, generator, max_rows: as in `dllm_mcmc.decode`.
+        denoiser, prompt, gen_length, num_samples, generator, max_rows: as in `dllm_mcmc.decode` (a list
+            of prompts of different lengths is left-padded; every candidate canvas keeps its row's padding).
         rule: a rule name or a `Rule` (any rule but ``confidence``; ``tokens_per_step=1``).
         temperature: ``τ`` of the candidate proposal ``q_i ∝ p_i^(1/τ)``.
         target_temperature: ``T`` of the target ``p^(1/T)``.
@@ -170,8 +172,9 @@ def stepwise_decode(
     positive_int("num_samples", num_samples)
     meter = denoiser if isinstance(denoiser, MeteredDenoiser) else MeteredDenoiser(denoiser)
     nfe_before, rows_before = meter.nfe, meter.forward_rows
-    prompts = prompt_rows(meter, prompt, num_samples)
+    prompts, prompt_mask = prompt_batch(meter, prompt, num_samples)
     device, (num_rows, prompt_length) = prompts.device, prompts.shape
+    pad = padding_id(meter)
     generator = generator_for(generator, device)
     max_rows = resolve_max_rows(meter, max_rows, prompt_length + gen_length)
     mask_id, vocab_size, T = int(meter.mask_id), int(meter.vocab_size), float(target_temperature)
@@ -183,9 +186,18 @@ def stepwise_decode(
     columns = torch.arange(gen_length, device=device)
 
     def forward(canvases: torch.Tensor) -> torch.Tensor:
-        return forward_in_chunks(meter, canvases, max_rows)
+        if prompt_mask is None:  # no padding: the denoiser is called without a mask
+            return forward_in_chunks(meter, canvases, max_rows)
+        padding = canvases < 0  # left padding travels in the canvases as PADDING ids (see below)
+        return forward_in_chunks(meter, canvases.masked_fill(padding, pad), max_rows, ~padding)
 
     rows = torch.arange(num_rows, device=device)
+    if prompt_mask is not None:
+        # The padding is written into the canvas as a negative id, so that every canvas derived from a
+        # row (candidates, deduplicated states, the exact suffix's completions) carries its row's
+        # padding, and equal canvases of different padding never merge; `forward` turns it back into
+        # the pad id and the attention mask.
+        prompts = prompts.masked_fill(~prompt_mask, PADDING)
     canvas = masked_canvas(prompts, gen_length, mask_id)
     response = canvas[:, prompt_length:]  # a view: commits write through to the canvas
     logits = forward(canvas)[:, prompt_length:]  # [S, L, V] conditionals of the state

@@ -27,7 +27,9 @@ class Trajectory:
         exact_density: ``False`` when ``log_q`` is not the trajectory's density
             (the ``confidence`` rule).
         config: the options that produced it.
-        prompt: the prompt as given (``[P]`` shared or ``[S, P]`` per row).
+        prompt: the prompt as given (``[P]`` shared, ``[S, P]`` per row, or a list of ``S`` 1-D
+            prompts, kept as a list so that it can be passed back to `replay` / `redecode`: the
+            left-padded ids alone would lose the padding mask). ``None`` is recorded as ``[0]``.
 
     Example:
         >>> import torch
@@ -46,7 +48,7 @@ class Trajectory:
     nfe: int
     exact_density: bool
     config: DecodeConfig
-    prompt: torch.Tensor
+    prompt: torch.Tensor | list[torch.Tensor]
 
     @property
     def log_q(self) -> torch.Tensor:

@@ -31,6 +31,11 @@ class Denoiser(Protocol):
             every predictive distribution, since committing a mask is meaningless.
         vocab_size: ``V``, the size of the logits' last dimension.
         eos_id, pad_id: optional special ids (``None`` when the model has none).
+
+    ``attention_mask [B, N]`` (bool or 0/1) is passed only for left-padded rows (prompts of different
+    lengths, `dllm_mcmc.decoding.canvas.prompt_batch`): it is ``False`` on the padding, and a row's
+    logits at its real positions must then equal those of the row alone (padding hidden from every
+    query, positions counted from the row's first real token). Unpadded batches are called without it.
     """
 
     mask_id: int

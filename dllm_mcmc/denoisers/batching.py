@@ -23,9 +23,13 @@ class HasVocabSize(Protocol):
 
 
 def forward_in_chunks(
-    denoiser: Denoiser, tokens: torch.Tensor, max_rows: int | None = None
+    denoiser: Denoiser, tokens: torch.Tensor, max_rows: int | None = None,
+    attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Checked logits for ``tokens [B, N]`` in forward calls of at most ``max_rows`` rows.
+
+    ``attention_mask [B, N]`` (``False`` on left padding, see `dllm_mcmc.decoding.canvas`) is split
+    alongside the rows and passed to the denoiser; ``None`` calls ``denoiser(tokens)`` alone.
 
     The one place forward calls are split into micro-batches (decode, the kernels and the
     likelihoods all call it). ``None`` makes one call. The parts are written into one preallocated
@@ -41,14 +45,23 @@ def forward_in_chunks(
     """
     batch, length = tokens.shape
     vocab_size = int(denoiser.vocab_size)
+    if attention_mask is not None and tuple(attention_mask.shape) != (batch, length):
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {[batch, length]}")
+
+    def call(rows: slice | None) -> torch.Tensor:
+        part = tokens if rows is None else tokens[rows]
+        if attention_mask is None:  # the call every unpadded batch makes
+            return denoiser(part)
+        return denoiser(part, attention_mask if rows is None else attention_mask[rows])
+
     if max_rows is None or max_rows >= batch:
-        return check_logits(denoiser(tokens), batch, length, vocab_size)
+        return check_logits(call(None), batch, length, vocab_size)
     if max_rows < 1:
         raise ValueError(f"max_rows must be a positive integer or None, got {max_rows!r}")
     out: torch.Tensor | None = None
     for i in range(0, batch, max_rows):
         part = tokens[i : i + max_rows]
-        logits = check_logits(denoiser(part), part.shape[0], length, vocab_size)
+        logits = check_logits(call(slice(i, i + max_rows)), part.shape[0], length, vocab_size)
         if out is None:
             out = torch.empty((batch, length, vocab_size), dtype=logits.dtype, device=logits.device)
         out[i : i + part.shape[0]] = logits

@@ -33,6 +33,9 @@ class ExactDenoiser:
         prompt: optional fixed prompt ids in front of the response; canvases must carry it.
         mask_id: id of the mask token; defaults to ``V`` (outside the predicted vocabulary).
         eos_id, pad_id: optional special ids, for exercising EOS handling.
+
+    It refuses an ``attention_mask`` with padding (prompts of different lengths): its conditionals
+    are those of one fixed prompt.
     """
 
     def __init__(
@@ -115,6 +118,11 @@ class ExactDenoiser:
     def __call__(
         self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if attention_mask is not None and not bool(attention_mask.bool().all()):
+            raise ValueError(
+                "ExactDenoiser: its table is behind one fixed prompt, so it cannot take left-padded rows "
+                "(prompts of different lengths); give every row the same prompt"
+            )
         prompt_length = self.prompt.numel()
         if tokens.dim() != 2 or tokens.shape[1] != prompt_length + self.length:
             raise ValueError(

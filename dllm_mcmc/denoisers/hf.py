@@ -10,6 +10,17 @@ The model stays on its device and in its dtype; logits are upcast to float32 for
 sampler. The model is put in eval mode: dropout would make decoding depend on the global
 RNG instead of the caller's generator.
 
+Left padding (prompts of different lengths in one call; see ``docs/decoding.md``): with an
+``attention_mask`` (``False``/0 on padding) a row's logits at its real positions equal those of the
+row alone. The mask goes to the model, which hides padded keys, and positions are counted from each
+row's first real token: ``position_ids = cumsum(mask) - 1`` for models whose forward takes
+``position_ids`` (BERT, Llama-style ones, Dream's remote code). RoBERTa-style models (XLM-R,
+CamemBERT...), whose embeddings number positions themselves from ``padding_idx + 1`` skipping tokens
+equal to ``padding_idx``, get no ``position_ids``: their padded positions are rewritten to
+``padding_idx``, so the model numbers the real tokens exactly as it does unpadded. A model whose
+forward takes no ``position_ids`` and has no such embeddings would shift a padded row's positions,
+and is refused. ``shift_logits`` lets each row's first real position keep its own logits.
+
 Construction refuses a model whose rotary frequency buffers (any buffer named ``*inv_freq``)
 are non-finite or not strictly positive (`check_rotary_buffers`). Buffers are not weights:
 loaders rebuild them, and remote modeling code that a newer transformers no longer
@@ -28,9 +39,13 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
+
+from dllm_mcmc.denoisers.native.transformer import shift_logits as shift_padded_logits
+from dllm_mcmc.denoisers.native.transformer import token_positions
 
 
 def _first_not_none(*values):
@@ -66,6 +81,18 @@ def check_rotary_buffers(model: torch.nn.Module) -> None:
                 f"modeling code on newer transformers, e.g. Dream on 5.x), so the logits would be wrong. "
                 f"Load LLaDA / Dream with dllm_mcmc.denoisers.native.load_native, or recompute the buffer"
             )
+
+
+def _self_numbering_padding_idx(model: torch.nn.Module) -> int | None:
+    """``padding_idx`` of a RoBERTa-style model, whose embeddings number positions themselves from
+    the tokens (``create_position_ids_from_input_ids``: ``padding_idx + 1`` on, skipping tokens equal to
+    ``padding_idx``); ``None`` for any other model."""
+    base = getattr(model, "base_model", model)
+    embeddings = getattr(base, "embeddings", None)
+    if embeddings is None or not hasattr(embeddings, "create_position_ids_from_input_ids"):
+        return None
+    padding_idx = getattr(embeddings, "padding_idx", None)
+    return None if padding_idx is None else int(padding_idx)
 
 
 class HFDenoiser:
@@ -112,6 +139,11 @@ class HFDenoiser:
         self.pad_id = _first_not_none(
             pad_id, getattr(tokenizer, "pad_token_id", None), getattr(config, "pad_token_id", None)
         )
+        self._padding_idx = _self_numbering_padding_idx(model)
+        try:
+            self._takes_position_ids = "position_ids" in inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):  # a forward without a readable signature
+            self._takes_position_ids = False
         vocab_size = getattr(config, "vocab_size", None)
         if vocab_size is None:
             # torch types Module.__getattr__ as Tensor | Module; on a transformers model this is a method.
@@ -158,7 +190,26 @@ class HFDenoiser:
     def __call__(
         self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        logits = self.model(input_ids=tokens, attention_mask=attention_mask).logits
+        """Logits ``[B, N, V]`` (float32); ``attention_mask [B, N]`` marks left padding (module docstring)."""
+        if attention_mask is None:
+            logits = self.model(input_ids=tokens, attention_mask=None).logits
+            if self.shift_logits:
+                logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+            return logits.float()
+        keep = attention_mask.bool()
+        mask = keep.long()
+        if self._padding_idx is not None:  # RoBERTa-style: the model numbers the positions itself
+            tokens = tokens.masked_fill(~keep, self._padding_idx)
+            logits = self.model(input_ids=tokens, attention_mask=mask).logits
+        elif self._takes_position_ids:
+            logits = self.model(input_ids=tokens, attention_mask=mask,
+                                position_ids=token_positions(tokens, mask)).logits
+        else:
+            raise ValueError(
+                f"{type(self.model).__name__}: left-padded rows need position ids counted from each row's "
+                f"first real token, and this model's forward takes no position_ids; decode prompts of one "
+                f"length with it (or pad them in its own convention before decoding)"
+            )
         if self.shift_logits:
-            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+            logits = shift_padded_logits(logits, mask)
         return logits.float()

@@ -26,6 +26,11 @@ from the config seed and the unit's names alone, so the samples do not depend on
 before, and a resumed run reproduces an uninterrupted one exactly. Each record carries the hash of the
 settings that produced it; the runner refuses to mix records of different settings in one file.
 
+Where units are drawn is the ``executor`` (`dllm_mcmc.eval.executors`): ``"inline"`` (this process, the
+default), ``"local"`` (``workers`` processes) or ``"ray"`` (Ray actors at ``address``), each worker with
+``threads`` torch threads. The driver is the only writer of the results file whatever the executor, and
+a unit's records are the same whichever worker drew them.
+
 Example:
     >>> config = load_config("configs/eval-small.toml", {"samples": 4})   # doctest: +SKIP
     >>> run_experiment(config)                                             # doctest: +SKIP
@@ -35,60 +40,104 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import time
 import tomllib
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from dllm_mcmc._checks import nonnegative_int, positive_int
 from dllm_mcmc.denoisers.load import model_kind
 from dllm_mcmc.eval.engine import Engine, load_engine
+from dllm_mcmc.eval.executors import EXECUTORS, Done, Failed, Retried, make_executor
+from dllm_mcmc.eval.fingerprint import model_fingerprint
 from dllm_mcmc.eval.methods import Method, generate
 from dllm_mcmc.eval.problem import EvalTask
-from dllm_mcmc.eval.records import RecordStore
+from dllm_mcmc.eval.records import RecordStore, RunSettings
 from dllm_mcmc.small_model import bundled_models
 
 CONFIG_KEYS = {"model", "samples", "problems", "seed", "output", "tasks", "methods", "gen_length", "model_options",
-               "task_paths"}
+               "task_paths", "executor", "workers", "threads", "address"}
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
-    """Read a TOML/YAML config and apply ``overrides`` (top-level keys; ``None`` values are ignored)."""
-    config: dict = {}
+    """Read a TOML/YAML config and apply ``overrides`` (top-level keys; ``None`` values are ignored).
+
+    Every field is checked here, before anything runs or any file is touched; a bad one is refused with a
+    ``ValueError`` naming the field and the value (``problems must be a positive integer, got 0``).
+    """
+    config: Any = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config {path} does not exist")
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
 
-            config = yaml.safe_load(path.read_text()) or {}
-        else:
-            config = tomllib.loads(path.read_text())
+                try:
+                    config = yaml.safe_load(path.read_text()) or {}
+                except yaml.YAMLError as error:
+                    raise ValueError(str(error)) from None
+            else:
+                config = tomllib.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"config {path}: {error}") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"config {path} must be a table of keys, got {type(config).__name__} {config!r}")
     config.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    unknown = sorted(set(config) - CONFIG_KEYS)
+    unknown = sorted(map(str, set(config) - CONFIG_KEYS))
     if unknown:
         raise ValueError(f"unknown config keys: {', '.join(unknown)} (known: {', '.join(sorted(CONFIG_KEYS))})")
     for key in ("model", "tasks", "methods"):
-        if not config.get(key):
+        if config.get(key) is None or config.get(key) in ("", [], {}):
             raise ValueError(f"the config needs {key!r}")
+    if not isinstance(config["model"], str) or not config["model"].strip():
+        raise ValueError(f"model must be a bundled model name or a model directory, got {config['model']!r}")
     positive_int("samples", config.setdefault("samples", 16))
     nonnegative_int("seed", config.setdefault("seed", 0))
     for key in ("problems", "gen_length"):
         if config.get(key) is not None:
             positive_int(key, config[key])
-    if not isinstance(config.setdefault("output", "runs/eval/results.jsonl"), str):
-        raise ValueError(f"output must be a file path, got {config['output']!r}")
-    if not isinstance(config["tasks"], list) or not all(isinstance(t, str) for t in config["tasks"]):
-        raise ValueError(f"tasks must be a list of task names, got {config['tasks']!r}")
-    if not isinstance(config["methods"], list) or not all(isinstance(m, dict) for m in config["methods"]):
-        raise ValueError(f"methods must be a list of tables ([[methods]] in TOML), got {config['methods']!r}")
+    output = config.setdefault("output", "runs/eval/results.jsonl")
+    if not isinstance(output, str) or not output.strip():
+        raise ValueError(f"output must be a file path, got {output!r}")
+    tasks = config["tasks"]
+    if not isinstance(tasks, list) or not all(isinstance(t, str) and t.strip() for t in tasks):
+        raise ValueError(f"tasks must be a list of task names, got {tasks!r}")
+    _refuse_repeats("tasks", tasks)
+    methods = config["methods"]
+    if not isinstance(methods, list) or not all(isinstance(m, dict) for m in methods):
+        shown = f"a table {methods!r} ([methods] for [[methods]]?)" if isinstance(methods, dict) else repr(methods)
+        raise ValueError(f"methods must be a list of tables ([[methods]] in TOML), one per method; got {shown}")
+    for index, table in enumerate(methods):
+        name = table.get("name")
+        if name is None:
+            raise ValueError(f"methods[{index}] needs a name (name = \"...\"): {table!r}")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"methods[{index}].name must be a non-empty string, got {name!r}")
+        Method.from_config(table)  # refuses a bad sampler, rule, temperature, warmup or option, naming it
+    _refuse_repeats("methods: name", [m["name"] for m in methods])
     for key in ("model_options", "task_paths"):
         if not isinstance(config.get(key) or {}, dict):
             raise ValueError(f"{key} must be a table, got {config[key]!r}")
+    for task, task_path in (config.get("task_paths") or {}).items():
+        if not isinstance(task_path, str) or not task_path.strip():
+            raise ValueError(f"task_paths.{task} must be a file path, got {task_path!r}")
     return config
+
+
+def _refuse_repeats(field: str, names: list[str]) -> None:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{field} {', '.join(map(repr, repeated))} is given more than once; each must differ")
 
 
 def load_task(name: str, path: str | None = None) -> EvalTask:
@@ -112,27 +161,90 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def run_settings(config: dict, method: Method, task: str) -> RunSettings:
+    """Everything that changes a (method, task) pair's samples, and its hash: the model's name and its
+    weights' fingerprint (`dllm_mcmc.eval.fingerprint`), generation length, model options, samples, seed,
+    the task and the method's settings."""
+    values = {"model": config["model"], "model_fingerprint": model_fingerprint(config["model"]),
+              "gen_length": config.get("gen_length"), "model_options": config.get("model_options"),
+              "samples": config["samples"], "seed": config["seed"], "task": task, "method": method.spec()}
+    text = json.dumps(values, sort_keys=True)
+    return RunSettings(method.name, task, hashlib.sha256(text.encode()).hexdigest()[:16], json.loads(text))
+
+
 def settings_hash(config: dict, method: Method, task: str) -> str:
-    """Hash of everything that changes a (method, task) pair's samples."""
-    settings = {"model": config["model"], "gen_length": config.get("gen_length"),
-                "model_options": config.get("model_options"), "samples": config["samples"],
-                "seed": config["seed"], "task": task, "method": method.spec()}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    """Hash of everything that changes a (method, task) pair's samples (`run_settings`)."""
+    return run_settings(config, method, task).config_hash
+
+
+KILL_ONCE = "DLLM_MCMC_TEST_KILL_ONCE"
+"""Test hook (environment variable, read by the driver): JSON ``{"method", "task", "problem", "marker"}``.
+A local or Ray worker handed that unit while the ``marker`` file does not exist creates it and kills
+itself with ``SIGKILL``: a worker death in the middle of a unit, exactly once. Ignored by the inline
+executor."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A unit whose drawing raised: nothing is recorded for it. ``error``: one line; ``details``: traceback."""
+
+    method: str
+    task: str
+    problem: str
+    error: str
+    details: str = ""
 
 
 @dataclass(frozen=True)
 class Summary:
-    """What a run did: units drawn now, units found done, records in the file, seconds."""
+    """What a run did: units drawn now, units found done, records in the file, seconds; where the units were
+    drawn (``executor``, ``workers``), the units that failed, worker deaths survived (``retried``: units
+    started again elsewhere) and the samples drawn now."""
 
     ran: int
     skipped: int
     records: int
     seconds: float
     output: Path
+    executor: str = "inline"
+    workers: int = 1
+    failed: tuple[Failure, ...] = ()
+    retried: int = 0
+    samples: int = 0
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        """The one-line account the command line prints."""
+        return (f"{self.ran} units drawn by {self.executor}×{self.workers}, {self.skipped} already done, "
+                f"{len(self.failed)} failed, {self.retried} retried; {self.records} records in {self.output} "
+                f"({self.seconds:.1f} s, {self.samples_per_second:.2f} samples/s)")
+
+
+def execution_settings(config: dict) -> dict:
+    """The config's ``executor`` (default ``"inline"``), ``workers``, ``threads`` and ``address``, checked."""
+    settings = {"executor": config.get("executor") or "inline", "workers": config.get("workers"),
+                "threads": config.get("threads"), "address": config.get("address")}
+    if settings["executor"] not in EXECUTORS:
+        raise ValueError(f"executor={settings['executor']!r} is unknown; choose one of {', '.join(EXECUTORS)}")
+    for key in ("workers", "threads"):
+        if settings[key] is not None:
+            positive_int(key, settings[key])
+    if settings["address"] is not None and not isinstance(settings["address"], str):
+        raise ValueError(f"address must be a Ray address such as 'HOST:6379', got {settings['address']!r}")
+    return settings
 
 
 def run_experiment(config: dict, progress: bool = True, engine: Engine | None = None) -> Summary:
-    """Run every unfinished unit of ``config`` and append its records to ``config["output"]``."""
+    """Run every unfinished unit of ``config`` and append its records to ``config["output"]``.
+
+    Units are drawn by the config's executor; the driver (this process) appends each unit's records as
+    it arrives. A unit that raises is recorded nowhere and listed in `Summary.failed`; the others go on.
+    ``engine`` (a loaded model) serves the inline executor only.
+    """
+    settings = execution_settings(config)
     methods = [Method.from_config(m) for m in config["methods"]]
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
@@ -143,38 +255,51 @@ def run_experiment(config: dict, progress: bool = True, engine: Engine | None = 
     if engine is None and model_kind(config["model"]) is None:
         raise ValueError(f"model {config['model']!r} is neither a bundled model ({', '.join(bundled_models())}) "
                          f"nor a local model directory with a config.json")
-    store = RecordStore.open(config["output"], samples_per_unit=samples)
-    hashes = {(m.name, t.name): settings_hash(config, m, t.name) for m in methods for t in tasks}
-    _refuse_mixed_settings(store, hashes)
-    done = store.done_units()
-    work = [(method, task, problem) for task in tasks for problem in task.problems(config.get("problems"))
-            for method in methods]
-    todo = [w for w in work if _unit(hashes, *w) not in done]
-    start = time.perf_counter()
-    if todo and engine is None:
-        engine = load_engine(config["model"], config.get("gen_length"), **(config.get("model_options") or {}))
-    with tqdm(total=len(work) * samples, initial=(len(work) - len(todo)) * samples, unit="sample",
-              desc="eval", disable=not progress) as bar:
-        for method, task, problem in todo:
-            assert engine is not None  # loaded above whenever there is work to do
-            store.append(_draw_unit(config, engine, hashes, method, task, problem))
-            bar.update(samples)
-    return Summary(len(todo), len(work) - len(todo), len(store.records), time.perf_counter() - start,
-                   Path(config["output"]))
+    if engine is not None and settings["executor"] != "inline":
+        raise ValueError(f"engine= serves the inline executor only, not {settings['executor']!r}")
+    device = str((config.get("model_options") or {}).get("device") or "")
+    executor = make_executor(settings["executor"], settings["workers"], settings["threads"], settings["address"],
+                             gpus=device.startswith("cuda") and settings["executor"] != "inline")
+    runs = {(m.name, t.name): run_settings(config, m, t.name) for m in methods for t in tasks}
+    # Locks the output, then refuses it untouched (another writer, not a results file, other settings,
+    # duplicates, another sample count) before it repairs anything.
+    store = RecordStore.open(config["output"], samples_per_unit=samples, settings=runs.values())
+    try:
+        hashes = {key: run.config_hash for key, run in runs.items()}
+        done = store.done_units()
+        work = [(method, task, problem) for task in tasks for problem in task.problems(config.get("problems"))
+                for method in methods]
+        todo = [w for w in work if _unit(hashes, *w) not in done]
+        drawer = UnitDrawer(config, {m.name: m for m in methods}, {t.name: t for t in tasks}, hashes,
+                            None if settings["executor"] == "inline" else _kill_once())
+        # the worker factory: loads the model in the worker, or (inline, engine given) serves this one
+        factory = drawer if engine is None else partial(partial, drawer.draw, engine)
+        start = time.perf_counter()
+        drawn, failed, retried = 0, [], 0
+        with tqdm(total=len(work) * samples, initial=(len(work) - len(todo)) * samples, unit="sample",
+                  desc=f"eval {executor.name}", disable=not progress) as bar, \
+                closing(executor.run([(m.name, t.name, p) for m, t, p in todo], factory)) as events:
+            for event in events:
+                if isinstance(event, Retried):
+                    retried += 1
+                elif isinstance(event, Done):
+                    store.append(event.result)
+                    drawn += 1
+                elif isinstance(event, Failed):
+                    method, task, problem = todo[event.index]
+                    failed.append(Failure(method.name, task.name, problem.id, event.error, event.details))
+                retry = isinstance(event, Retried)  # update() below redraws the bar otherwise
+                bar.set_postfix_str(f"done {drawn}, failed {len(failed)}, retried {retried}", refresh=retry)
+                bar.update(0 if retry else samples)
+        return Summary(drawn, len(work) - len(todo), len(store.records), time.perf_counter() - start,
+                       Path(config["output"]), executor.name, executor.workers, tuple(failed), retried,
+                       drawn * samples)
+    finally:
+        store.close()  # releases the output's lock
 
 
 def _unit(hashes: dict, method: Method, task: EvalTask, problem) -> str:
     return f"{hashes[method.name, task.name]}/{problem.id}"
-
-
-def _refuse_mixed_settings(store: RecordStore, hashes: dict) -> None:
-    for record in store.records:
-        key = (record.get("method"), record.get("task"))
-        if key in hashes and record.get("config_hash") != hashes[key]:
-            raise ValueError(
-                f"{store.path} holds records of method {key[0]!r} on task {key[1]!r} made with other settings "
-                f"(hash {record.get('config_hash')} vs {hashes[key]}); write to another output or remove them"
-            )
 
 
 def _draw_unit(config: dict, engine: Engine, hashes: dict, method: Method, task: EvalTask, problem) -> list[dict]:
@@ -192,3 +317,41 @@ def _draw_unit(config: dict, engine: Engine, hashes: dict, method: Method, task:
             "seconds": generation.seconds / n, "seed": seed,
         })
     return records
+
+
+@dataclass(frozen=True)
+class UnitDrawer:
+    """What a worker needs to draw units, picklable (it travels to worker processes and Ray actors).
+
+    Called once in each worker, it loads the model and returns ``draw(job) -> records`` for jobs
+    ``(method name, task name, problem)``: exactly the records the inline runner writes for that unit.
+    """
+
+    config: dict
+    methods: dict[str, Method]
+    tasks: dict[str, EvalTask]
+    hashes: dict[tuple[str, str], str]
+    kill_once: dict | None = None
+
+    def __call__(self) -> Callable[[tuple], list[dict]]:
+        config = self.config
+        engine = load_engine(config["model"], config.get("gen_length"), **(config.get("model_options") or {}))
+        return partial(self.draw, engine)
+
+    def draw(self, engine: Engine, job: tuple) -> list[dict]:
+        method, task, problem = job
+        if self.kill_once is not None and [method, task, problem.id] == [self.kill_once.get(k) for k in
+                                                                          ("method", "task", "problem")]:
+            try:
+                Path(self.kill_once["marker"]).open("x").close()
+            except FileExistsError:  # killed once already
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return _draw_unit(self.config, engine, self.hashes, self.methods[method], self.tasks[task], problem)
+
+
+def _kill_once() -> dict | None:
+    """The `KILL_ONCE` test hook's settings, if the variable is set."""
+    value = os.environ.get(KILL_ONCE)
+    return None if not value else json.loads(value)

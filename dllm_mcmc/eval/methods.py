@@ -53,7 +53,11 @@ class Method:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.sampler != "decode" and self.sampler not in KERNELS:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"a method's name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.options, dict):
+            raise ValueError(f"method {self.name!r}: options must be a table, got {self.options!r}")
+        if not isinstance(self.sampler, str) or (self.sampler != "decode" and self.sampler not in KERNELS):
             raise ValueError(f"method {self.name!r}: sampler must be 'decode' or one of {', '.join(KERNELS)}, "
                              f"got {self.sampler!r}")
         try:
@@ -73,6 +77,8 @@ class Method:
     @classmethod
     def from_config(cls, config: dict) -> Method:
         """A method from a config table; keys other than the fields go to ``options``."""
+        if not isinstance(config, dict):
+            raise ValueError(f"a method must be a table of settings, got {config!r}")
         config = dict(config)
         if "name" not in config:
             raise ValueError(f"a method needs a name: {config}")

@@ -19,8 +19,11 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -76,9 +79,17 @@ class Report:
 
 
 def build_report(records: list[dict], resamples: int = 2000, seed: int = 0) -> Report:
-    """Scores from records (one per sample); problems with fewer samples than the rest are refused."""
+    """Scores from records (one per sample); problems with fewer samples than the rest, and a
+    ``(unit, sample)`` given twice (a results file read twice), are refused."""
     if not records:
         raise ValueError("no records to report")
+    seen: set[tuple] = set()
+    for record in records:
+        key = (record.get("unit"), record["task"], record["method"], record["problem"], record["sample"])
+        if key in seen:
+            raise ValueError(f"{key[2]} on {key[1]}: problem {key[3]!r} sample {key[4]} (unit {key[0]!r}) is given "
+                             "twice; was a results file given twice, or copied into another?")
+        seen.add(key)
     groups: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         groups[record["task"], record["method"]][record["problem"]].append(record)
@@ -129,8 +140,19 @@ def write_report(results: str | Path | list[str | Path], out: str | Path) -> Pat
     sources = ", ".join(f"`{path}`" for path in results)
     text = "# Evaluation report\n\n" + f"Records: {sources}.\n\n" + report.markdown() + "\n" + "\n".join(
         f"![{name}]({path.name})" for name, path in plots.items()) + "\n"
-    (out / "report.md").write_text(text)
+    _write_atomically(out / "report.md", lambda temporary: temporary.write_text(text))
     return out / "report.md"
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(temporary)`` into a temporary file beside ``path``, then ``os.replace`` it onto ``path``: a
+    reader, or an interrupt, sees the old file or the new one, never half of one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def plot_report(report: Report, out: Path) -> dict[str, Path]:
@@ -173,6 +195,8 @@ def plot_report(report: Report, out: Path) -> dict[str, Path]:
         figure.suptitle(title)
         figure.tight_layout()
         paths[kind] = out / f"{kind}.png"
-        figure.savefig(paths[kind], dpi=110)
-        plt.close(figure)
+        try:
+            _write_atomically(paths[kind], partial(figure.savefig, dpi=110, format="png"))
+        finally:
+            plt.close(figure)
     return paths

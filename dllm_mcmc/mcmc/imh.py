@@ -103,8 +103,8 @@ class IMH(TargetKernel):
         """Start the chains at given ``tokens`` and ``order`` ``[C, L]`` (scored by replay)."""
         from dllm_mcmc.decoding.decode import replay
 
-        traj = replay(self.target.denoiser, self.target.prompt, params["tokens"], params["order"], self.proposal,
-                      max_rows=self.target.max_rows)
+        traj = replay(self.target.denoiser, self.target.prompt_for(params["tokens"].shape[0]), params["tokens"],
+                      params["order"], self.proposal, max_rows=self.target.max_rows)
         self._state = ChainState(traj.tokens, traj.order, self.target.log_density(traj), traj.log_q)
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -143,7 +143,7 @@ class IMH(TargetKernel):
         batch, chains = self.proposal_batch, self.num_chains
         traj = decode(
             self.target.denoiser,
-            self.target.prompt,
+            self.target.prompt_for(batch * chains),  # row b * C + c: chain c's prompt (a list cycles)
             self.target.gen_length,
             num_samples=batch * chains,
             generator=self.generator,

@@ -45,7 +45,8 @@ class KernelProtocol(Protocol):
 class TargetKernel(MCMCKernel):
     """Plumbing shared by the kernels over a `TemperedTarget` (not an algorithm itself).
 
-    Validates ``target``, ``num_chains`` and ``proposal_temperature``, derives the proposal decoder
+    Validates ``target``, ``num_chains`` (a multiple of the target's number of prompts: with a list of
+    prompts, chain ``c`` samples prompt ``c mod C``) and ``proposal_temperature``, derives the proposal decoder
     from the target's order law (``self.proposal``), and keeps the kernel's generator, the running
     acceptance for `logging` / `diagnostics`, and the cost read from the target's meter.
     Subclasses call `_start` from ``setup`` and `_count_acceptance` once per step.
@@ -58,6 +59,9 @@ class TargetKernel(MCMCKernel):
             raise ValueError(f"target must be a TemperedTarget, got {type(target).__name__}")
         positive_int("num_chains", num_chains)
         positive_float("proposal_temperature", proposal_temperature)
+        if num_chains % target.num_prompts:
+            raise ValueError(f"num_chains={num_chains} is not a multiple of the target's {target.num_prompts} "
+                             f"prompts (chain c samples prompt c mod {target.num_prompts})")
         self.proposal = target.rule.config(temperature=proposal_temperature)  # the proposal decoder
         self.target = target
         self.num_chains = num_chains
@@ -68,7 +72,7 @@ class TargetKernel(MCMCKernel):
     def _start(self, warmup_steps: int) -> None:
         """Seed the generator, reset the meter and the acceptance counters."""
         self.warmup_steps = warmup_steps
-        device = self.target.prompt.device
+        device = self.target.device
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
         self.target.denoiser.reset()
         self._steps = 0

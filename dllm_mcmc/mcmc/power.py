@@ -87,7 +87,7 @@ class Power(TargetKernel):
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
         self._start(warmup_steps)
-        start = decode(self.target.denoiser, self.target.prompt, self.target.gen_length,
+        start = decode(self.target.denoiser, self.target.prompt_for(self.num_chains), self.target.gen_length,
                        num_samples=self.num_chains, generator=self.generator, max_rows=self.target.max_rows,
                        **self.proposal.as_dict())
         self._set_state(start)
@@ -100,8 +100,8 @@ class Power(TargetKernel):
 
     @initial_params.setter
     def initial_params(self, params: dict[str, torch.Tensor]) -> None:
-        self._set_state(replay(self.target.denoiser, self.target.prompt, params["tokens"], params["order"],
-                               self.proposal, max_rows=self.target.max_rows))
+        self._set_state(replay(self.target.denoiser, self.target.prompt_for(params["tokens"].shape[0]),
+                               params["tokens"], params["order"], self.proposal, max_rows=self.target.max_rows))
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``moves_per_draw`` MH moves for every chain; the state is kept by the kernel."""
@@ -111,7 +111,7 @@ class Power(TargetKernel):
         for _ in range(self.moves_per_draw):
             cut = torch.randint(0, self.num_steps, (self.num_chains,), generator=self.generator,
                                 device=self._log_target.device)
-            proposed = redecode(self.target.denoiser, self.target.prompt, self._state, cut,
+            proposed = redecode(self.target.denoiser, self.target.prompt_for(self.num_chains), self._state, cut,
                                 self.generator, self.proposal, max_rows=self.target.max_rows)
             proposed_log_target = self.target.log_density(proposed)
             log_ratio = (proposed_log_target - self._log_target

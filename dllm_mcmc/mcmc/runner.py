@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from dllm_mcmc._checks import nonnegative_int, positive_int
+from dllm_mcmc.decoding.canvas import Prompt
 from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.denoisers.base import Denoiser
 from dllm_mcmc.mcmc.imh import IMH
@@ -30,7 +31,7 @@ TARGET_OPTIONS = ("elbo_samples", "max_rows")
 
 def sample(
     denoiser: Denoiser,
-    prompt: torch.Tensor | None,
+    prompt: Prompt,
     gen_length: int,
     kernel: str | KernelProtocol = "imh",
     *,
@@ -48,6 +49,9 @@ def sample(
     """Draw ``num_samples`` states per chain from ``π_T ∝ u · L^(1/T)`` after ``warmup`` steps.
 
     Args:
+        prompt: ``[P]`` ids, ``None``, or a list of ``C'`` 1-D id tensors of any lengths: chain ``c``
+            samples prompt ``c mod C'`` (``num_chains`` a multiple of ``C'``; see `TemperedTarget`), all
+            chains in the same batched forward calls.
         kernel: a name in `dllm_mcmc.mcmc.KERNELS` (``"imh"``) or a kernel object (an
             ``MCMCKernel`` with ``num_chains``, ``info`` after each ``sample``, and ``cost``; see
             ``docs/sampling.md``); with an object, the target and proposal options here are unused.
@@ -75,15 +79,21 @@ def sample(
     """
     positive_int("num_samples", num_samples)
     nonnegative_int("warmup", warmup)
-    config = {
+    # a list of prompts records its lengths (bad entries are refused by the target, below)
+    lengths = ([int(p.shape[-1]) if isinstance(p, torch.Tensor) and p.dim() else 0 for p in prompt]
+               if isinstance(prompt, (list, tuple)) else None)
+    config: dict[str, Any] = {
         "gen_length": gen_length,
         "num_chains": num_chains,
         "num_samples": num_samples,
         "warmup": warmup,
         "seed": seed,
         "denoiser": type(denoiser).__name__,
-        "prompt_length": 0 if prompt is None else int(prompt.shape[-1]),
+        "prompt_length": (int(prompt.shape[-1]) if isinstance(prompt, torch.Tensor)
+                          else 0 if lengths is None else max(lengths, default=0)),
     }
+    if lengths is not None:
+        config["prompt_lengths"] = lengths
     mcmc_kernel: KernelProtocol
     if isinstance(kernel, str):
         if kernel not in KERNELS:

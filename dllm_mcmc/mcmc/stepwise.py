@@ -54,7 +54,7 @@ class Stepwise(TargetKernel):
         check_stepwise_options(target.rule, target.gen_length, target.denoiser, **self.options)
         self.max_rows = max_rows
         self._rows = (target.max_rows if max_rows is None
-                      else resolve_max_rows(target.denoiser, max_rows, target.prompt.numel() + target.gen_length))
+                      else resolve_max_rows(target.denoiser, max_rows, target.prompt_length + target.gen_length))
         self._params: dict[str, torch.Tensor] | None = None
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
@@ -81,7 +81,7 @@ class Stepwise(TargetKernel):
     def _decode(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         target, meter, num_rows = self.target, self.target.denoiser, self.num_chains
         nfe_before, rows_before = meter.nfe, meter.forward_rows
-        draw = stepwise_decode(meter, target.prompt, target.gen_length, rule=target.rule,
+        draw = stepwise_decode(meter, target.prompt_for(num_rows), target.gen_length, rule=target.rule,
                                temperature=self.proposal.temperature, target_temperature=target.target_temperature,
                                num_samples=num_rows, generator=self.generator, max_rows=self._rows, **self.options)
         log_target = draw.log_position + target.log_likelihood(draw.tokens, draw.log_p) / target.target_temperature

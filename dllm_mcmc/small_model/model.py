@@ -4,6 +4,14 @@ The architecture is a plain pre-norm transformer encoder (no causal mask) with l
 trained with the MDLM / LLaDA objective (`dllm_mcmc.small_model.train`). The module is itself a
 `Denoiser`: ``model(tokens [B, N]) -> logits [B, N, V]``, position ``i`` predicting token ``i``.
 
+Its trained convention is a prompt left-padded with ``<pad>`` to the trained prompt length
+(`CharTokenizer.encode_prompt`, what its codec does), padding it attends to, at absolute positions
+``0..N-1``; the codec gives every prompt that one length, so batches of its prompts are never padded.
+With an ``attention_mask`` (``False``/0 on padding, as the decoders pass for a list of prompts of
+different lengths), padded keys are hidden and positions count from each row's first real token, so a
+left-padded row's logits equal those of the row alone: a batch of any prompts gives what each would
+alone (which, for a prompt not padded in the trained way, is the model off its training inputs).
+
 Example:
     >>> import torch
     >>> tokenizer = CharTokenizer("ab.")
@@ -92,7 +100,10 @@ class SmallDLM(nn.Module):
     def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if tokens.shape[1] > self.config.max_length:
             raise ValueError(f"tokens: length {tokens.shape[1]} exceeds max_length {self.config.max_length}")
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
-        hidden = self.embed(tokens) + self.position(positions)[None]
+        if attention_mask is None:
+            positions = torch.arange(tokens.shape[1], device=tokens.device)[None]
+        else:  # counted from each row's first real token: a left-padded row sees the positions it has alone
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        hidden = self.embed(tokens) + self.position(positions)
         padding = None if attention_mask is None else attention_mask == 0
         return self.head(self.norm(self.encoder(hidden, src_key_padding_mask=padding)))

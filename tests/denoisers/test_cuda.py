@@ -7,7 +7,7 @@ A tiny native LLaDA / Dream checkpoint is loaded in bfloat16 on the GPU; every s
 
 import pytest
 import torch
-from test_native_models import MASK, checkpoint
+from native_fixtures import MASK, checkpoint
 
 from dllm_mcmc import decode, load_model, sample
 from dllm_mcmc.eval.experiment import run_experiment

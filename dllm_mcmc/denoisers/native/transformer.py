@@ -17,8 +17,9 @@ Positions and padding: without an ``attention_mask`` position ``j`` is ``j``. Wi
 count from each row's first valid token (``cumsum(mask) - 1``, as Dream's own generation code does),
 padded keys are hidden from every query, and for shifted models the first valid position reuses its
 own logits (as position 0 does unpadded). A left-padded row then yields, at its valid positions,
-the logits of the same row unpadded. LLaDA's own code counts positions from column 0 of the padded
-row; the two agree whenever there is no padding, which is how the samplers call a denoiser.
+the logits of the same row unpadded: what the samplers rely on when they batch prompts of different
+lengths (a list of prompts, see ``docs/decoding.md``). LLaDA's own code counts positions from column 0
+of the padded row; the two agree whenever there is no padding.
 
 Example:
     >>> config = ArchitectureConfig(hidden=16, layers=1, heads=2, kv_heads=1, head_dim=8,

@@ -1,0 +1,163 @@
+"""Tiny LLaDA / Dream checkpoints written here (random weights, a small tokenizer) and their
+transformers references (bidirectional Llama / Qwen2), shared by the native-model tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from dllm_mcmc.denoisers.native.transformer import shift_logits, token_positions
+
+VOCAB = 100
+PAD = EOS = 3  # LLaDA and Dream pad with their end-of-text token
+MASK = 90  # inside the vocabulary, as in both released models
+TEMPLATE = "{% for m in messages %}<u>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<a>{% endif %}"
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """Characters, ``<|endoftext|>`` (pad = eos) and ``<|mask|>``, padded to ``VOCAB`` ids."""
+    tokens = ["<unk>", "<u>", "<a>", "<|endoftext|>"] + list("abcdefghij0123456789+=? ")
+    tokens += [f"<extra_{i}>" for i in range(MASK - len(tokens))] + ["<|mask|>"]
+    tokens += [f"<tail_{i}>" for i in range(VOCAB - len(tokens))]
+    backend = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(tokens)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    backend.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<|endoftext|>",
+                                        eos_token="<|endoftext|>", mask_token="<|mask|>",
+                                        additional_special_tokens=["<u>", "<a>"])
+    tokenizer.chat_template = TEMPLATE
+    return tokenizer
+
+
+def llada_json(kv_heads: int) -> dict:
+    """LLaDA-8B-Instruct's config.json, every field kept, shrunk."""
+    return {
+        "activation_type": "silu", "alibi": False, "alibi_bias_max": 8.0, "architectures": ["LLaDAModelLM"],
+        "attention_dropout": 0.0, "attention_layer_norm": False, "attention_layer_norm_with_affine": True,
+        "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig",
+                     "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM",
+                     "AutoModel": "modeling_llada.LLaDAModelLM"},
+        "bias_for_layer_norm": False, "block_group_size": 1, "block_type": "llama", "d_model": 64,
+        "embedding_dropout": 0.0, "embedding_size": VOCAB, "eos_token_id": EOS, "flash_attention": False,
+        "include_bias": False, "include_qkv_bias": False, "init_cutoff_factor": None, "init_device": "meta",
+        "init_fn": "mitchell", "init_std": 0.02, "input_emb_norm": False, "layer_norm_type": "rms",
+        "layer_norm_with_affine": True, "mask_token_id": MASK, "max_sequence_length": 4096,
+        "mlp_hidden_size": 96, "mlp_ratio": 4, "model_type": "llada", "multi_query_attention": None,
+        "n_heads": 4, "n_kv_heads": kv_heads, "n_layers": 2, "pad_token_id": PAD, "precision": "amp_bf16",
+        "residual_dropout": 0.0, "rms_norm_eps": 1e-05, "rope": True, "rope_full_precision": True,
+        "rope_theta": 500000.0, "scale_logits": False, "transformers_version": "4.46.3", "use_cache": False,
+        "vocab_size": VOCAB, "weight_tying": False,
+    }
+
+
+def dream_json() -> dict:
+    """Dream-v0-Instruct-7B's config.json (Qwen2 fields), shrunk; 4 query heads share 2 key-value heads."""
+    return {
+        "architectures": ["DreamModel"], "attention_dropout": 0.0,
+        "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
+        "bos_token_id": EOS, "eos_token_id": EOS, "hidden_act": "silu", "hidden_size": 64,
+        "initializer_range": 0.02, "intermediate_size": 96, "mask_token_id": MASK,
+        "max_position_embeddings": 131072, "max_window_layers": 28, "model_type": "Dream",
+        "num_attention_heads": 4, "num_hidden_layers": 3, "num_key_value_heads": 2, "pad_token_id": PAD,
+        "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 1000000.0, "sliding_window": None,
+        "tie_word_embeddings": False, "torch_dtype": "bfloat16", "transformers_version": "4.46.2",
+        "use_cache": False, "use_sliding_window": False, "vocab_size": VOCAB,
+    }
+
+
+def reference(kind: str, kv_heads: int = 2) -> torch.nn.Module:
+    """The transformers model with the same computation, random weights of order one."""
+    torch.manual_seed(0 if kind == "llada" else 1)
+    common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_attention_heads=4,
+                  tie_word_embeddings=False, attn_implementation="eager", pad_token_id=PAD, eos_token_id=EOS,
+                  bos_token_id=EOS)
+    if kind == "llada":
+        model = LlamaForCausalLM(LlamaConfig(**common, num_hidden_layers=2, num_key_value_heads=kv_heads,
+                                             rms_norm_eps=1e-5,
+                                             rope_parameters={"rope_type": "default", "rope_theta": 5e5}))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(**common, num_hidden_layers=3, num_key_value_heads=2,
+                                             rms_norm_eps=1e-6,
+                                             rope_parameters={"rope_type": "default", "rope_theta": 1e6}))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("norm.weight"):
+                parameter.copy_(1 + 0.2 * torch.randn_like(parameter))
+            else:  # large enough that a wrong rotation, mask or bias moves the logits by O(1)
+                parameter.normal_(0, 0.15)
+    return model.eval()
+
+
+def llada_names(name: str) -> str:
+    """A Llama parameter name -> LLaDA's released name."""
+    fixed = {"model.embed_tokens.weight": "model.transformer.wte.weight",
+             "model.norm.weight": "model.transformer.ln_f.weight",
+             "lm_head.weight": "model.transformer.ff_out.weight"}
+    if name in fixed:
+        return fixed[name]
+    parts = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ff_norm",
+             "self_attn.q_proj": "q_proj", "self_attn.k_proj": "k_proj", "self_attn.v_proj": "v_proj",
+             "self_attn.o_proj": "attn_out", "mlp.gate_proj": "ff_proj", "mlp.up_proj": "up_proj",
+             "mlp.down_proj": "ff_out"}
+    _, _, layer, rest = name.split(".", 3)
+    module, leaf = rest.rsplit(".", 1)
+    return f"model.transformer.blocks.{layer}.{parts[module]}.{leaf}"
+
+
+def write_checkpoint(folder: Path, tensors: dict[str, torch.Tensor], config: dict, shards: int = 3,
+                     tokenizer: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    names = sorted(tensors)
+    if shards == 1:
+        save_file({n: tensors[n].contiguous() for n in names}, str(folder / "model.safetensors"))
+    else:
+        weight_map = {}
+        for k in range(shards):
+            file = f"model-{k + 1:05d}-of-{shards:05d}.safetensors"
+            part = names[k::shards]
+            save_file({n: tensors[n].contiguous() for n in part}, str(folder / file), metadata={"format": "pt"})
+            weight_map.update({n: file for n in part})
+        total = sum(t.numel() * t.element_size() for t in tensors.values())
+        (folder / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    if tokenizer:
+        tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def checkpoint(tmp_path: Path, kind: str, kv_heads: int = 2, **options) -> tuple[Path, torch.nn.Module]:
+    model = reference(kind, kv_heads)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.endswith("inv_freq")}
+    if kind == "llada":
+        tensors, config = {llada_names(k): v for k, v in state.items()}, llada_json(kv_heads)
+    else:
+        tensors, config = state, dream_json()
+    return write_checkpoint(tmp_path / kind, tensors, config, **options), model
+
+
+def reference_logits(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor | None = None,
+                     shift: bool = False, causal: bool = False) -> torch.Tensor:
+    mask = torch.ones_like(tokens) if mask is None else mask
+    if causal:
+        logits = model(input_ids=tokens, attention_mask=mask).logits
+    else:
+        additive = torch.zeros(tokens.shape[0], 1, tokens.shape[1], tokens.shape[1])
+        additive = additive.masked_fill(mask[:, None, None, :] == 0, torch.finfo(torch.float32).min)
+        logits = model(input_ids=tokens, attention_mask=additive, position_ids=token_positions(tokens, mask)).logits
+    return shift_logits(logits.float(), mask) if shift else logits.float()
+
+
+def canvas(seed: int = 0, batch: int = 3, length: int = 12) -> torch.Tensor:
+    tokens = torch.randint(4, MASK, (batch, length), generator=torch.Generator().manual_seed(seed))
+    tokens[:, length // 2:] = MASK  # a decoding canvas: prompt, then masks
+    return tokens
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max())
