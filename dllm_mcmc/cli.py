@@ -128,13 +128,27 @@ def model_demo(problems: int, samples: int, temperature: float, seed: int, out=N
           + "   ".join(f"{key} {sum(v) / len(v):.2f}" for key, v in totals.items()), file=out)
 
 
+def print_plan(config: dict, forward_ms: float | None, probe: bool) -> int:
+    """``dllm-mcmc eval CONFIG --plan``: the cost table (`dllm_mcmc.eval.plan`); nothing is written."""
+    from dllm_mcmc.eval.plan import plan, probe_forward_ms
+
+    if forward_ms is not None:
+        positive_float("--forward-ms", forward_ms)
+    result = plan(config)
+    if probe:
+        forward_ms = probe_forward_ms(config, result.gen_length)
+        print(f"Probe: {forward_ms:.2f} ms per forward row (one timed call after a warm-up call).")
+    print(result.markdown(forward_ms))
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """``dllm-mcmc eval``: load the config, apply the flags, run what is not done yet; exit code 1 when some
     units failed (listed on stderr, recorded nowhere: a rerun draws them again)."""
     from dllm_mcmc.eval.experiment import load_config, run_experiment
 
     overrides = {key: getattr(args, key) for key in ("output", "model", "samples", "problems", "seed", "executor",
-                                                     "workers", "threads", "address")}
+                                                     "workers", "threads", "address", "pack")}
     if args.tasks:
         overrides["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
     config = load_config(args.config, overrides)
@@ -145,6 +159,8 @@ def run_eval(args: argparse.Namespace) -> int:
         if missing:
             raise ValueError(f"--methods: {', '.join(missing)} not in the config ({', '.join(map(str, known))})")
         config["methods"] = [known[m] for m in wanted]
+    if args.plan:
+        return print_plan(config, args.forward_ms, args.probe)
     summary = run_experiment(config, progress=not args.no_progress)
     print(summary.line())
     if args.report:
@@ -230,6 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
                                   "model's device is cuda, else the CPUs divided by --threads)")
     eval_parser.add_argument("--threads", type=int,
                              help="torch threads per worker (inline: of this process), >= 1 (default 1)")
+    eval_parser.add_argument("--pack", type=int,
+                             help="problems of a task each method draws in one batched run, >= 1 (default 1; "
+                                  "part of the settings: packed samples differ from unpacked ones)")
+    eval_parser.add_argument("--plan", action="store_true",
+                             help="print units, samples, sequential steps and forward rows per method, and exit "
+                                  "without loading the model or writing anything")
+    eval_parser.add_argument("--forward-ms", type=float, metavar="MS",
+                             help="with --plan: time of one forward row in milliseconds, to estimate GPU-hours")
+    eval_parser.add_argument("--probe", action="store_true",
+                             help="with --plan: load the model and time one forward call to measure --forward-ms")
     eval_parser.add_argument("--address", metavar="ADDR",
                              help="the Ray cluster to join, HOST:PORT of 'ray start --head' (default: "
                                   "RAY_ADDRESS, else a new local cluster)")

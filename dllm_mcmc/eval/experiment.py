@@ -26,6 +26,12 @@ from the config seed and the unit's names alone, so the samples do not depend on
 before, and a resumed run reproduces an uninterrupted one exactly. Each record carries the hash of the
 settings that produced it; the runner refuses to mix records of different settings in one file.
 
+With ``pack = P`` (config key or ``--pack``), each method draws ``P`` problems of a task in one batched
+run (prompts left-padded to one length with an attention mask, so every forward call carries ``P × n``
+rows, split to ``max_rows``). A pack's seed depends on its members' names and the groups on the task's
+problem list only, so resuming still reproduces an uninterrupted run; ``pack`` is part of the settings
+hash, since packed samples come from another random stream than unpacked ones.
+
 Where units are drawn is the ``executor`` (`dllm_mcmc.eval.executors`): ``"inline"`` (this process, the
 default), ``"local"`` (``workers`` processes) or ``"ray"`` (Ray actors at ``address``), each worker with
 ``threads`` torch threads. The driver is the only writer of the results file whatever the executor, and
@@ -58,13 +64,13 @@ from dllm_mcmc.denoisers.load import model_kind
 from dllm_mcmc.eval.engine import Engine, load_engine
 from dllm_mcmc.eval.executors import EXECUTORS, Done, Failed, Retried, make_executor
 from dllm_mcmc.eval.fingerprint import model_fingerprint
-from dllm_mcmc.eval.methods import Method, generate
-from dllm_mcmc.eval.problem import EvalTask
+from dllm_mcmc.eval.methods import Method, generate_pack
+from dllm_mcmc.eval.problem import EvalProblem, EvalTask
 from dllm_mcmc.eval.records import RecordStore, RunSettings
 from dllm_mcmc.small_model import bundled_models
 
 CONFIG_KEYS = {"model", "samples", "problems", "seed", "output", "tasks", "methods", "gen_length", "model_options",
-               "task_paths", "executor", "workers", "threads", "address"}
+               "task_paths", "executor", "workers", "threads", "address", "pack"}
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
@@ -168,6 +174,9 @@ def run_settings(config: dict, method: Method, task: str) -> RunSettings:
     values = {"model": config["model"], "model_fingerprint": model_fingerprint(config["model"]),
               "gen_length": config.get("gen_length"), "model_options": config.get("model_options"),
               "samples": config["samples"], "seed": config["seed"], "task": task, "method": method.spec()}
+    if (config.get("pack") or 1) > 1:  # packed units draw from a shared seed: other samples than unpacked,
+        values["pack"] = config["pack"]  # and the packs follow the problem list, so its length matters too
+        values["problems"] = config.get("problems")
     text = json.dumps(values, sort_keys=True)
     return RunSettings(method.name, task, hashlib.sha256(text.encode()).hexdigest()[:16], json.loads(text))
 
@@ -227,6 +236,8 @@ def execution_settings(config: dict) -> dict:
     """The config's ``executor`` (default ``"inline"``), ``workers``, ``threads`` and ``address``, checked."""
     settings = {"executor": config.get("executor") or "inline", "workers": config.get("workers"),
                 "threads": config.get("threads"), "address": config.get("address")}
+    if config.get("pack") is not None:
+        positive_int("pack", config["pack"])
     if settings["executor"] not in EXECUTORS:
         raise ValueError(f"executor={settings['executor']!r} is unknown; choose one of {', '.join(EXECUTORS)}")
     for key in ("workers", "threads"):
@@ -267,31 +278,37 @@ def run_experiment(config: dict, progress: bool = True, engine: Engine | None = 
     try:
         hashes = {key: run.config_hash for key, run in runs.items()}
         done = store.done_units()
-        work = [(method, task, problem) for task in tasks for problem in task.problems(config.get("problems"))
-                for method in methods]
-        todo = [w for w in work if _unit(hashes, *w) not in done]
+        pack = config.get("pack") or 1
+        work = _packs(methods, tasks, config.get("problems"), pack)
+        todo = [w for w in work if any(_unit(hashes, w[0], w[1], problem) not in done for problem in w[2])]
         drawer = UnitDrawer(config, {m.name: m for m in methods}, {t.name: t for t in tasks}, hashes,
                             None if settings["executor"] == "inline" else _kill_once())
         # the worker factory: loads the model in the worker, or (inline, engine given) serves this one
         factory = drawer if engine is None else partial(partial, drawer.draw, engine)
+        units = sum(len(w[2]) for w in work)
+        units_todo = sum(1 for w in todo for problem in w[2] if _unit(hashes, w[0], w[1], problem) not in done)
         start = time.perf_counter()
-        drawn, failed, retried = 0, [], 0
-        with tqdm(total=len(work) * samples, initial=(len(work) - len(todo)) * samples, unit="sample",
+        drawn, retried = 0, 0
+        failed: list[Failure] = []
+        with tqdm(total=units * samples, initial=(units - units_todo) * samples, unit="sample",
                   desc=f"eval {executor.name}", disable=not progress) as bar, \
-                closing(executor.run([(m.name, t.name, p) for m, t, p in todo], factory)) as events:
+                closing(executor.run([(m.name, t.name, ps) for m, t, ps in todo], factory)) as events:
             for event in events:
                 if isinstance(event, Retried):
                     retried += 1
                 elif isinstance(event, Done):
-                    store.append(event.result)
-                    drawn += 1
+                    # a packed job redraws its done units identically; only the missing ones are written
+                    fresh = [units_of for units_of in _by_unit(event.result) if units_of[0]["unit"] not in done]
+                    for records in fresh:
+                        store.append(records)
+                    drawn += len(fresh)
+                    bar.update(len(fresh) * samples)
                 elif isinstance(event, Failed):
-                    method, task, problem = todo[event.index]
-                    failed.append(Failure(method.name, task.name, problem.id, event.error, event.details))
-                retry = isinstance(event, Retried)  # update() below redraws the bar otherwise
-                bar.set_postfix_str(f"done {drawn}, failed {len(failed)}, retried {retried}", refresh=retry)
-                bar.update(0 if retry else samples)
-        return Summary(drawn, len(work) - len(todo), len(store.records), time.perf_counter() - start,
+                    method, task, problems = todo[event.index]
+                    failed.extend(Failure(method.name, task.name, problem.id, event.error, event.details)
+                                  for problem in problems)
+                bar.set_postfix_str(f"done {drawn}, failed {len(failed)}, retried {retried}", refresh=True)
+        return Summary(drawn, units - units_todo, len(store.records), time.perf_counter() - start,
                        Path(config["output"]), executor.name, executor.workers, tuple(failed), retried,
                        drawn * samples)
     finally:
@@ -302,20 +319,49 @@ def _unit(hashes: dict, method: Method, task: EvalTask, problem) -> str:
     return f"{hashes[method.name, task.name]}/{problem.id}"
 
 
-def _draw_unit(config: dict, engine: Engine, hashes: dict, method: Method, task: EvalTask, problem) -> list[dict]:
-    seed = stable_seed(config["seed"], method.name, task.name, problem.id)
-    generation = generate(method, engine, engine.encode(task.prompt_text(problem)), config["samples"], seed)
-    n = generation.tokens.shape[0]
+def _packs(methods: list[Method], tasks: list[EvalTask], limit: int | None,
+           pack: int) -> list[tuple[Method, EvalTask, tuple[EvalProblem, ...]]]:
+    """The jobs of a run: each task's problems in order, cut into consecutive groups of ``pack``, times
+    every method. The groups depend only on the task's problem list, so a resumed run forms the same ones."""
+    work = []
+    for task in tasks:
+        problems = task.problems(limit)
+        for start in range(0, len(problems), pack):
+            group = tuple(problems[start:start + pack])
+            work += [(method, task, group) for method in methods]
+    return work
+
+
+def _by_unit(records: list[dict]) -> list[list[dict]]:
+    """A job's records split into its units' records, in order."""
+    units: dict[str, list[dict]] = {}
+    for record in records:
+        units.setdefault(record["unit"], []).append(record)
+    return list(units.values())
+
+
+def _draw_unit(config: dict, engine: Engine, hashes: dict, method: Method, task: EvalTask,
+               problems: tuple[EvalProblem, ...]) -> list[dict]:
+    """The records of every unit of one job: ``problems`` (one, or a pack drawn in one batched run)."""
+    if len(problems) == 1:
+        seed = stable_seed(config["seed"], method.name, task.name, problems[0].id)
+    else:  # a pack's seed depends on its members' names only, like a unit's
+        seed = stable_seed(config["seed"], method.name, task.name, "pack", *(problem.id for problem in problems))
+    prompts = [engine.encode(task.prompt_text(problem)) for problem in problems]
+    per_unit, generation = generate_pack(method, engine, prompts, config["samples"], seed)
+    rows = generation.tokens.shape[0]
     records = []
-    for index, tokens in enumerate(generation.tokens):
-        completion = engine.decode(tokens.tolist())
-        records.append({
-            "unit": _unit(hashes, method, task, problem), "config_hash": hashes[method.name, task.name],
-            "method": method.name, "task": task.name, "problem": problem.id, "sample": index,
-            "completion": completion, **task.check(problem, completion).as_record(),
-            "nfe": generation.nfe, "forward_rows": generation.forward_rows / n,
-            "seconds": generation.seconds / n, "seed": seed,
-        })
+    for problem, tokens_of_unit in zip(problems, per_unit):
+        for index, tokens in enumerate(tokens_of_unit):
+            completion = engine.decode(tokens.tolist())
+            records.append({
+                "unit": _unit(hashes, method, task, problem), "config_hash": hashes[method.name, task.name],
+                "method": method.name, "task": task.name, "problem": problem.id, "sample": index,
+                "completion": completion, **task.check(problem, completion).as_record(),
+                "nfe": generation.nfe, "forward_rows": generation.forward_rows / rows,
+                "seconds": generation.seconds / rows, "seed": seed,
+                **({"pack": [p.id for p in problems]} if len(problems) > 1 else {}),
+            })
     return records
 
 
@@ -324,7 +370,7 @@ class UnitDrawer:
     """What a worker needs to draw units, picklable (it travels to worker processes and Ray actors).
 
     Called once in each worker, it loads the model and returns ``draw(job) -> records`` for jobs
-    ``(method name, task name, problem)``: exactly the records the inline runner writes for that unit.
+    ``(method name, task name, problems)`` (one problem, or a pack): the records of those units.
     """
 
     config: dict
@@ -339,16 +385,17 @@ class UnitDrawer:
         return partial(self.draw, engine)
 
     def draw(self, engine: Engine, job: tuple) -> list[dict]:
-        method, task, problem = job
-        if self.kill_once is not None and [method, task, problem.id] == [self.kill_once.get(k) for k in
-                                                                          ("method", "task", "problem")]:
+        method, task, problems = job
+        if self.kill_once is not None and any([method, task, problem.id] == [self.kill_once.get(k) for k in
+                                                                              ("method", "task", "problem")]
+                                              for problem in problems):
             try:
                 Path(self.kill_once["marker"]).open("x").close()
             except FileExistsError:  # killed once already
                 pass
             else:
                 os.kill(os.getpid(), signal.SIGKILL)
-        return _draw_unit(self.config, engine, self.hashes, self.methods[method], self.tasks[task], problem)
+        return _draw_unit(self.config, engine, self.hashes, self.methods[method], self.tasks[task], problems)
 
 
 def _kill_once() -> dict | None:

@@ -133,3 +133,37 @@ def generate(method: Method, engine: Engine, prompt: torch.Tensor, samples: int,
                     rule=method.decoding_rule, num_chains=samples, num_samples=1, warmup=method.warmup, seed=seed,
                     progress=False, **options)
     return Generation(result.tokens[:, -1], result.nfe, result.forward_rows, time.perf_counter() - start)
+
+
+def generate_pack(method: Method, engine: Engine, prompts: list[torch.Tensor], samples: int,
+                  seed: int) -> tuple[list[torch.Tensor], Generation]:
+    """``samples`` responses to each of several prompts in one batched run (prompts of different lengths
+    are left-padded with an attention mask; see ``docs/decoding.md``). Returns the ``[samples, L]`` tokens
+    of each prompt and the run's `Generation` (tokens of every row, shared cost). One prompt gives exactly
+    `generate`'s draws."""
+    if len(prompts) == 1:
+        generation = generate(method, engine, prompts[0], samples, seed)
+        return [generation.tokens], generation
+    device = denoiser_device(engine.denoiser)
+    prompts = [p if device is None else p.to(device) for p in prompts]
+    count = len(prompts)
+    options = {"max_rows": "auto", **method.sampler_options}
+    start = time.perf_counter()
+    if method.sampler == "decode":
+        rows = [prompt for prompt in prompts for _ in range(samples)]  # prompt-major: unit u is rows u·n ..
+        trajectory = decode(engine.denoiser, rows, engine.gen_length, rule=method.decoding_rule,
+                            temperature=method.temperature, num_samples=len(rows),
+                            generator=torch.Generator().manual_seed(seed), **options)
+        generation = Generation(trajectory.tokens, trajectory.nfe, trajectory.forward_rows,
+                                time.perf_counter() - start)
+        return [trajectory.tokens[u * samples:(u + 1) * samples] for u in range(count)], generation
+    target_temperature = method.target_temperature
+    assert target_temperature is not None  # Method.__post_init__ replaces None with the token temperature
+    # a target over several prompts: chain c samples prompt c mod count
+    result = sample(engine.denoiser, list(prompts), engine.gen_length, kernel=method.sampler,
+                    target_temperature=target_temperature, proposal_temperature=method.temperature,
+                    rule=method.decoding_rule, num_chains=count * samples, num_samples=1, warmup=method.warmup,
+                    seed=seed, progress=False, **options)
+    tokens = result.tokens[:, -1]
+    generation = Generation(tokens, result.nfe, result.forward_rows, time.perf_counter() - start)
+    return [tokens[u::count] for u in range(count)], generation

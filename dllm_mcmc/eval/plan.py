@@ -162,3 +162,29 @@ def plan(config: dict) -> Plan:
         steps, forward_rows = method_cost(method, gen_length, samples)
         rows.append(MethodPlan(method.name, units, samples, steps, forward_rows))
     return Plan(rows, problems, assumed, gen_length)
+
+
+def probe_forward_ms(config: dict, gen_length: int, rows: int = 16) -> float:
+    """Milliseconds per forward row of the config's model: one call of ``rows`` fully masked canvases of a
+    typical length (a 128-token prompt, or the model's own prompt length, plus ``gen_length``), timed after
+    one warm-up call. An **approximation** of the run's cost per row (batch size and lengths vary)."""
+    import time
+
+    import torch
+
+    from dllm_mcmc.eval.engine import load_engine
+
+    engine = load_engine(config["model"], gen_length, **(config.get("model_options") or {}))
+    prompt_length = int(engine.encode("").numel()) if config.get("gen_length") is None else 128
+    denoiser = engine.denoiser
+    device = getattr(denoiser, "device", None)
+    canvas = torch.full((rows, prompt_length + gen_length), int(denoiser.mask_id), device=device)
+    with torch.no_grad():
+        denoiser(canvas)
+        if device is not None and torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        denoiser(canvas)
+        if device is not None and torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1000 / rows

@@ -53,3 +53,15 @@ def test_exact_suffix_is_not_planned():
     method = Method.from_config({"name": "s", "sampler": "stepwise", "suffix": "exact"})
     with pytest.raises(ValueError, match="mean_field"):
         method_cost(method, 4, 1)
+
+
+def test_plan_flag_prints_the_table_and_writes_nothing(tmp_path, capsys):
+    from dllm_mcmc.cli import main
+
+    out = tmp_path / "never.jsonl"
+    assert main(["eval", "configs/eval-small.toml", "--plan", "--problems", "2", "--out", str(out),
+                 "--forward-ms", "12.6"]) == 0
+    printed = capsys.readouterr().out
+    assert "| imh | 6 | 96 |" in printed and "GPU-hours at 12.6 ms" in printed
+    assert not out.exists()
+    assert main(["eval", "configs/eval-small.toml", "--plan", "--forward-ms", "0"]) == 2
