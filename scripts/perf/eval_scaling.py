@@ -52,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="workers of the local and ray executors")
     parser.add_argument("--executors", default="inline,local,ray", help="comma-separated executors to time")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of every executor; the median is shown")
+    parser.add_argument("--pack", type=int, default=4,
+                        help="also time the inline runner packing this many problems per call (1: skip)")
     return parser.parse_args(argv)
 
 
@@ -70,7 +72,8 @@ def main(argv=None) -> None:
         import ray
 
         ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="WARNING")
-    rates: dict[str, list[float]] = {name: [] for name in names}
+    packed = f"inline pack {args.pack}"
+    rates: dict[str, list[float]] = {name: [] for name in names + ([packed] if args.pack > 1 else [])}
     records: dict[str, list] = {}
     try:
         with tempfile.TemporaryDirectory() as folder:
@@ -85,6 +88,13 @@ def main(argv=None) -> None:
                     rates[name].append(summary.samples_per_second)
                     records.setdefault(name, comparable(output))
                     print(f"round {round_ + 1}: {summary.line()}", flush=True)
+                if args.pack > 1:  # packed samples come from other seeds: timed, not compared
+                    config = load_config(args.config, {
+                        "problems": args.problems, "samples": args.samples, "threads": 1, "pack": args.pack,
+                        "output": str(Path(folder) / f"packed-{round_}.jsonl")})
+                    summary = run_experiment(config, progress=False)
+                    rates[packed].append(summary.samples_per_second)
+                    print(f"round {round_ + 1} ({packed}): {summary.line()}", flush=True)
     finally:
         if "ray" in names:
             ray.shutdown()
@@ -93,9 +103,9 @@ def main(argv=None) -> None:
     print(f"\n{args.problems} problems per task, {args.samples} samples; records identical across executors: "
           f"{'yes' if same else 'NO'}")
     print(f"{'executor':<18}{'samples/s':>10}{'ratio':>8}")
-    for name in names:
+    for name in rates:
         rate = statistics.median(rates[name])
-        label = name if name == "inline" else f"{name} ×{args.workers}"
+        label = name if name.startswith("inline") else f"{name} ×{args.workers}"
         ratio = f"{rate / base:.2f}" if base else "-"
         print(f"{label:<18}{rate:>10.2f}{ratio:>8}")
 

@@ -117,10 +117,10 @@ def test_a_ray_actor_that_cannot_load_the_model_stops_the_run_with_its_error(tmp
 def test_a_unit_that_raises_is_reported_not_recorded_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
     real, bad = experiment._draw_unit, FamilyTask("arith").problems(1)[0].id
 
-    def draw_unit(config, engine, hashes, method, task, problem):
-        if (method.name, task.name, problem.id) == ("imh", "arith", bad):
+    def draw_unit(config, engine, hashes, method, task, problems):
+        if (method.name, task.name, problems[0].id) == ("imh", "arith", bad):
             raise RuntimeError("a bug\nin two lines")
-        return real(config, engine, hashes, method, task, problem)
+        return real(config, engine, hashes, method, task, problems)
 
     monkeypatch.setattr(experiment, "_draw_unit", draw_unit)
     out = tmp_path / "r.jsonl"
