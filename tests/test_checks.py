@@ -89,3 +89,18 @@ def test_a_rule_object_travels_unchanged(toy):
     assert TemperedTarget(toy, None, 4, rule=rule).rule == rule
     result = sample(toy, None, 4, rule=rule, num_chains=2, num_samples=2, warmup=0, progress=False)
     assert result.config["rule"] == "stochastic" and result.config["rule_block_length"] == 2
+
+
+def test_the_proposal_temperature_defaults_to_the_target_temperature(toy):
+    import warnings
+
+    from dllm_mcmc.mcmc.kernel import ColdProposalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning at τ = T or hotter
+        assert IMH(TemperedTarget(toy, None, 4, target_temperature=0.7)).proposal.temperature == 0.7
+        IMH(TemperedTarget(toy, None, 4, target_temperature=0.7), proposal_temperature=1.0)
+        result = sample(toy, None, 4, target_temperature=0.6, num_chains=2, num_samples=2, warmup=0, progress=False)
+    assert result.config["proposal_temperature"] == 0.6
+    with pytest.warns(ColdProposalWarning, match=r"τ=0.5 is colder than the target temperature T=2"):
+        IMH(TemperedTarget(toy, None, 4, target_temperature=2.0), proposal_temperature=0.5)

@@ -57,7 +57,8 @@ class IMH(TargetKernel):
 
     Args:
         target: the `TemperedTarget` (its order law is the proposal's).
-        proposal_temperature: token temperature ``τ`` of the proposal decoder.
+        proposal_temperature: token temperature ``τ`` of the proposal decoder; ``None`` (the default): the
+            target's ``T``. A colder proposal (τ < T) warns (`ColdProposalWarning`).
         num_chains: ``C``.
         proposal_batch: proposals decoded per chain in one batched decode (its ``C × proposal_batch``
             rows are split into forward calls of at most the target's ``max_rows``).
@@ -75,7 +76,7 @@ class IMH(TargetKernel):
         self,
         target: TemperedTarget,
         *,
-        proposal_temperature: float = 1.0,
+        proposal_temperature: float | None = None,
         num_chains: int = 1,
         proposal_batch: int = 1,
         seed: int = 0,

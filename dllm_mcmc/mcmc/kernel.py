@@ -7,6 +7,7 @@ Every kernel of dllm-mcmc works on C chains at once (a batch dimension). The MH 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -14,6 +15,22 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from dllm_mcmc._checks import positive_float, positive_int
 from dllm_mcmc.target import TemperedTarget
+
+
+class ColdProposalWarning(UserWarning):
+    """A proposal at a token temperature τ below the target temperature T."""
+
+
+def warn_if_colder(proposal_temperature: float, target_temperature: float) -> None:
+    """Warn when the proposal is colder than the target (τ < T). A proposal at τ = T is the default: for
+    prefix proposals it minimises the variance of the importance weights (Power-SMC, arXiv 2602.10273),
+    while a colder one puts almost no mass where the target still has some, so an independent sampler can
+    stay stuck there (on a toy at T = 2, τ = 0.5 the smallest q/π was 1.5e-7)."""
+    if proposal_temperature < target_temperature:
+        warnings.warn(f"proposal_temperature τ={proposal_temperature:g} is colder than the target temperature "
+                      f"T={target_temperature:g}: the proposal rarely reaches the target's tails and the "
+                      f"chains may not mix; τ = T (the default) is the safe choice",
+                      ColdProposalWarning, stacklevel=3)
 
 
 @runtime_checkable
@@ -54,11 +71,15 @@ class TargetKernel(MCMCKernel):
 
     name = "kernel"
 
-    def __init__(self, target: TemperedTarget, *, proposal_temperature: float, num_chains: int, seed: int) -> None:
+    def __init__(self, target: TemperedTarget, *, proposal_temperature: float | None, num_chains: int,
+                 seed: int) -> None:
         if not isinstance(target, TemperedTarget):
             raise ValueError(f"target must be a TemperedTarget, got {type(target).__name__}")
         positive_int("num_chains", num_chains)
+        if proposal_temperature is None:
+            proposal_temperature = target.target_temperature
         positive_float("proposal_temperature", proposal_temperature)
+        warn_if_colder(proposal_temperature, target.target_temperature)
         if num_chains % target.num_prompts:
             raise ValueError(f"num_chains={num_chains} is not a multiple of the target's {target.num_prompts} "
                              f"prompts (chain c samples prompt c mod {target.num_prompts})")

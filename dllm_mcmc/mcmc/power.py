@@ -72,7 +72,7 @@ class Power(TargetKernel):
         self,
         target: TemperedTarget,
         *,
-        proposal_temperature: float = 1.0,
+        proposal_temperature: float | None = None,
         moves_per_draw: int = 1,
         num_chains: int = 1,
         seed: int = 0,

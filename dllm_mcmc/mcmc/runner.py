@@ -20,12 +20,13 @@ from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.denoisers.base import Denoiser
 from dllm_mcmc.mcmc.imh import IMH
 from dllm_mcmc.mcmc.kernel import KernelProtocol
+from dllm_mcmc.mcmc.particle_gibbs import ParticleGibbs
 from dllm_mcmc.mcmc.power import Power
 from dllm_mcmc.mcmc.result import Result
 from dllm_mcmc.mcmc.stepwise import Stepwise
 from dllm_mcmc.target import TemperedTarget
 
-KERNELS = {"imh": IMH, "power": Power, "stepwise": Stepwise}
+KERNELS = {"imh": IMH, "power": Power, "stepwise": Stepwise, "pgibbs": ParticleGibbs}
 TARGET_OPTIONS = ("elbo_samples", "max_rows")
 
 
@@ -36,7 +37,7 @@ def sample(
     kernel: str | KernelProtocol = "imh",
     *,
     target_temperature: float = 1.0,
-    proposal_temperature: float = 1.0,
+    proposal_temperature: float | None = None,
     rule: str | Rule = "random",
     num_chains: int = 4,
     num_samples: int = 1000,
@@ -56,7 +57,8 @@ def sample(
             ``MCMCKernel`` with ``num_chains``, ``info`` after each ``sample``, and ``cost``; see
             ``docs/sampling.md``); with an object, the target and proposal options here are unused.
         target_temperature: ``T``.
-        proposal_temperature: token temperature ``τ`` of the proposal decoder.
+        proposal_temperature: token temperature ``τ`` of the proposal decoder; ``None`` (the default): the
+            target's ``T``. A colder proposal (τ < T) warns (`ColdProposalWarning`).
         rule: the decoding rule (the proposal's, and the target's order law): a name or a `Rule`
             with its options (``Rule("entropy", block_length=8)``).
         likelihood: ``order``, ``left_to_right`` or ``elbo`` (approximate).
@@ -64,7 +66,7 @@ def sample(
             batch of one forward call of every kernel, a positive int, ``"auto"`` from the free CUDA
             memory, or ``None`` for no split) and options of the named kernel (IMH:
             ``proposal_batch``; power: ``moves_per_draw``; stepwise: ``num_candidates``, ``suffix``,
-            ``selection``, ``suffix_scope``).
+            ``selection``, ``suffix_scope``; pgibbs: ``num_particles``, ``ess_threshold``).
 
     Returns:
         `Result` with ``tokens [C, S, L]`` and per-draw ``stats`` ``[C, S]``.

@@ -44,7 +44,8 @@ class Stepwise(TargetKernel):
     name = "stepwise"
     needs_warmup = False  # draws are independent decodes; the runner skips warm-up
 
-    def __init__(self, target: TemperedTarget, *, proposal_temperature: float = 1.0, num_candidates: int = 16,
+    def __init__(self, target: TemperedTarget, *, proposal_temperature: float | None = None,
+                 num_candidates: int = 16,
                  suffix: str = "mean_field", selection: str = "mh", suffix_scope: str = "block",
                  num_chains: int = 1, seed: int = 0, dedupe: bool = False, max_rows: MaxRows = None,
                  max_suffix_completions: int = 100_000) -> None:
