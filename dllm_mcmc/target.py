@@ -46,7 +46,7 @@ from pyro import poutine
 from dllm_mcmc._checks import one_of, positive_float, positive_int
 from dllm_mcmc.decoding.canvas import Prompt, canvas_attention, masked_canvas, prompt_batch
 from dllm_mcmc.decoding.config import Rule
-from dllm_mcmc.decoding.rules import position_rule
+from dllm_mcmc.decoding.rules import NEG_INF, position_rule
 from dllm_mcmc.decoding.trajectory import Trajectory
 from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
 from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
@@ -204,9 +204,10 @@ class TemperedTarget:
                 available = (response == mask_id) & in_block
                 step_positions, step_tokens = [], []
                 for _ in range(k):
-                    position = pyro.sample(
-                        f"position_{commit}", dist.Categorical(logits=rule.next_logits(log_p, available))
-                    )
+                    # the rule sees the block's own positions (egi's first commit is "the whole block free")
+                    position_logits = torch.full((num_rows, length), NEG_INF, device=device)
+                    position_logits[:, start:end] = rule.next_logits(log_p[:, start:end], available[:, start:end])
+                    position = pyro.sample(f"position_{commit}", dist.Categorical(logits=position_logits))
                     token = pyro.sample(f"token_{commit}", dist.Categorical(logits=log_p[rows, position]))
                     chain_rule_log_p = chain_rule_log_p + log_p[rows, position, token]
                     available = available.scatter(1, position[:, None], False)

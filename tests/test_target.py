@@ -16,7 +16,8 @@ def prompted_toy():
 
 @pytest.mark.parametrize("likelihood", ["order", "left_to_right"])
 @pytest.mark.parametrize("rule,k,block",
-                         [("random", 1, None), ("stochastic", 2, 2), ("entropy", 1, 2), ("margin", 3, None)])
+                         [("random", 1, None), ("stochastic", 2, 2), ("entropy", 1, 2), ("margin", 3, None),
+                          ("egi", 1, 2), ("egi", 2, None)])
 def test_traced_pyro_log_density_equals_direct_arithmetic(prompted_toy, likelihood, rule, k, block):
     toy = prompted_toy
     target = TemperedTarget(toy, toy.prompt, 4, target_temperature=0.7, likelihood=likelihood,

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 from dllm_mcmc._checks import one_of, positive_float, positive_int
 
-RULES = ("random", "confidence", "top_prob", "margin", "entropy", "stochastic")
+RULES = ("random", "confidence", "top_prob", "margin", "entropy", "stochastic", "egi")
 POSITION_SCORES = ("top_prob", "margin", "entropy")
 
 

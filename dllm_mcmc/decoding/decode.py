@@ -63,7 +63,7 @@ def decode(
             denoiser gets an attention mask that hides the padding, so each row is decoded as it would
             be alone (see ``docs/decoding.md``, "Prompts of different lengths").
         gen_length: response length ``L``.
-        rule: ``random``, ``confidence``, ``top_prob``, ``margin``, ``entropy``, ``stochastic``, or a
+        rule: ``random``, ``confidence``, ``top_prob``, ``margin``, ``entropy``, ``stochastic``, ``egi``, or a
             `Rule` object carrying the rule's options (then leave ``block_length``,
             ``tokens_per_step``, ``position_temperature``, ``position_score`` at their defaults).
         temperature: token temperature ``τ > 0``.

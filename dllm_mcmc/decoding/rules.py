@@ -12,7 +12,17 @@ top_prob      ``max_v p_j(v)``                         argmax (deterministic)
 margin        ``p_j(v_1) - p_j(v_2)`` (top two)        argmax (deterministic)
 entropy       ``-H(p_j)``                              argmax (deterministic)
 stochastic    ``score`` (top_prob, margin or entropy)  softmax(score / position_temperature)
+egi           ``H(p_j)`` at a block's first commit,     argmax (deterministic)
+              ``max_v p_j(v)`` at every later one
 ============  ======================================  ==============================
+
+``egi`` (entropy-guided initialisation, after Jeon et al. 2026: commit first where the model is least
+sure, then choose-then-sample by ``top_prob``) takes its first position **per block**: the first commit
+of every block (of the whole response when there is one block) is the masked position of highest
+entropy, every later commit of the block the ``top_prob`` argmax. A block's first commit is recognised
+as "every position of the block is still available", so callers pass the block's own positions (as
+`decode`, `redecode`, `replay` and `TemperedTarget` do). With ``tokens_per_step=k`` the first position of
+the block's first step is the entropy argmax and the other ``k - 1`` follow ``top_prob``.
 
 With ``k`` positions per step, stochastic rules draw an *ordered* ``k``-tuple without
 replacement (Gumbel-top-k), whose probability is the Plackett–Luce product
@@ -55,6 +65,11 @@ def negative_entropy_score(log_probs: torch.Tensor) -> torch.Tensor:
     return torch.where(probs > 0, probs * log_probs, torch.zeros_like(probs)).sum(-1)
 
 
+def entropy_score(log_probs: torch.Tensor) -> torch.Tensor:
+    """``H(p_j)``: the ``egi`` rule's first commit goes to its argmax."""
+    return -negative_entropy_score(log_probs)
+
+
 def zero_score(log_probs: torch.Tensor) -> torch.Tensor:
     return torch.zeros(log_probs.shape[:-1], device=log_probs.device)
 
@@ -71,17 +86,29 @@ class PositionRule:
     """A position-choice rule: a score per position and how the score becomes a choice.
 
     ``temperature=None`` means argmax (deterministic); a float means sampling from
-    ``softmax(score / temperature)``.
+    ``softmax(score / temperature)``. ``first_score`` (``None``: ``score`` throughout) replaces ``score``
+    for the choice made while every position of the given block is available (its first commit).
     """
 
     score: Callable[[torch.Tensor], torch.Tensor]
     temperature: float | None
+    first_score: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def choose(
         self, log_probs: torch.Tensor, eligible: torch.Tensor, k: int, generator: torch.Generator
     ) -> torch.Tensor:
         """Choose ``k`` ordered positions ``[B, k]`` among ``eligible [B, L]``."""
-        keys = self._keys(log_probs)
+        if self.first_score is not None:  # the score depends on the state: one choice at a time
+            available, picks = eligible.clone(), []
+            for _ in range(k):
+                keys = self._keys(log_probs, available)
+                if self.temperature is not None:
+                    keys = keys + gumbel_noise(keys.shape, generator, keys.device).to(keys.dtype)
+                pick = keys.masked_fill(~available, NEG_INF).argmax(-1, keepdim=True)
+                picks.append(pick)
+                available = available.scatter(1, pick, False)
+            return torch.cat(picks, 1)
+        keys = self._keys(log_probs, eligible)
         if self.temperature is not None:
             # Gumbel-top-k: the top k of (logits + Gumbel noise) is a Plackett–Luce draw.
             keys = keys + gumbel_noise(keys.shape, generator, keys.device).to(keys.dtype)
@@ -93,7 +120,7 @@ class PositionRule:
         A deterministic rule puts all its mass on the best available score (split evenly between
         exact ties); unavailable positions get ``-inf``.
         """
-        keys = self._keys(log_probs).masked_fill(~available, NEG_INF)
+        keys = self._keys(log_probs, available).masked_fill(~available, NEG_INF)
         if self.temperature is None:
             best = keys.max(-1, keepdim=True).values
             return torch.where(available & (keys >= best), 0.0, NEG_INF)
@@ -112,8 +139,10 @@ class PositionRule:
             available = available.scatter(1, chosen, False)
         return total
 
-    def _keys(self, log_probs: torch.Tensor) -> torch.Tensor:
+    def _keys(self, log_probs: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
         scores = self.score(log_probs)
+        if self.first_score is not None:  # rows whose block is untouched use the first-commit score
+            scores = torch.where(available.all(-1, keepdim=True), self.first_score(log_probs), scores)
         return scores if self.temperature is None else scores / self.temperature
 
 
@@ -123,6 +152,8 @@ def position_rule(name: str, position_temperature: float, position_score: str) -
         return PositionRule(zero_score, 1.0)
     if name == "stochastic":
         return PositionRule(SCORES[position_score], position_temperature)
+    if name == "egi":  # highest entropy first, then top_prob
+        return PositionRule(top_prob_score, None, first_score=entropy_score)
     return PositionRule(SCORES[name], None)
 
 

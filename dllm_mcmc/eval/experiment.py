@@ -348,7 +348,8 @@ def _draw_unit(config: dict, engine: Engine, hashes: dict, method: Method, task:
     else:  # a pack's seed depends on its members' names only, like a unit's
         seed = stable_seed(config["seed"], method.name, task.name, "pack", *(problem.id for problem in problems))
     prompts = [engine.encode(task.prompt_text(problem)) for problem in problems]
-    per_unit, generation = generate_pack(method, engine, prompts, config["samples"], seed)
+    answer_of = [partial(task.answer, problem) for problem in problems] if method.sampler == "majority" else None
+    per_unit, generation = generate_pack(method, engine, prompts, config["samples"], seed, answer_of)
     rows = generation.tokens.shape[0]
     records = []
     for problem, tokens_of_unit in zip(problems, per_unit):

@@ -35,6 +35,10 @@ class FamilyTask:
     def prompt_text(self, problem: EvalProblem) -> str:
         return problem.question
 
+    def answer(self, problem: EvalProblem, completion: str) -> str | None:
+        """The family's `extract_answer` (the text before the end marker)."""
+        return self.family.extract_answer(completion)
+
     def check(self, problem: EvalProblem, completion: str) -> Verdict:
         answer = self.family.extract_answer(completion)
         if answer is None:

@@ -6,6 +6,17 @@ given rule (``random``, ``confidence``...). A kernel name (``imh``, ``power``, `
 the ``n`` samples are independent, as unbiased pass@k assumes; each costs ``warmup + 1`` kernel steps
 (the stepwise kernel has no chain to warm up: each sample is one stepwise decode).
 
+Two selection baselines spend ``K = candidates`` decodes on each sample (all ``n·K`` rows in one batched
+`decode` with the method's rule and temperature) and keep one of each sample's ``K``:
+
+- ``best_of``: the candidate with the highest model log-likelihood, taken as the decoder's recorded
+  chain-rule ``log p`` **along its own decoding order** (``Trajectory.log_p``): an order-dependent
+  likelihood, no extra forward call, not the sequence's marginal ``log p(x)``;
+- ``majority`` (self-consistency): a candidate whose extracted answer (the task's ``answer``) is the most
+  frequent among the ``K``, ties between answers broken by first occurrence, the first candidate giving
+  it kept; candidates without an answer do not vote (all without: the first is kept). For code tasks the
+  answer is the program itself, so the vote is over identical programs.
+
 >>> method = Method.from_config({"name": "imh", "sampler": "imh", "temperature": 0.5, "warmup": 3})
 >>> method.target_temperature, method.spec()["warmup"]
 (0.5, 3)
@@ -14,11 +25,12 @@ the ``n`` samples are independent, as unbiased pass@k assumes; each costs ``warm
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from dllm_mcmc._checks import nonnegative_int, positive_float
+from dllm_mcmc._checks import nonnegative_int, positive_float, positive_int
 from dllm_mcmc.decoding import RULE_OPTIONS, Rule, decode
 from dllm_mcmc.denoisers.base import denoiser_device
 from dllm_mcmc.eval.engine import Engine
@@ -26,6 +38,12 @@ from dllm_mcmc.mcmc import KERNELS
 from dllm_mcmc.mcmc.runner import sample
 
 DECODE_OPTIONS = (*RULE_OPTIONS, "max_rows")
+SELECTORS = ("best_of", "majority")
+"""Samplers that decode ``candidates`` responses per sample and keep one."""
+DEFAULT_CANDIDATES = 8
+SELECTOR_OPTIONS = (*DECODE_OPTIONS, "candidates")
+
+AnswerOf = Callable[[str], str | None]
 
 
 @dataclass(frozen=True)
@@ -34,14 +52,16 @@ class Method:
 
     Attributes:
         name: the label in records and tables.
-        sampler: ``"decode"`` or a kernel in `dllm_mcmc.mcmc.KERNELS`.
+        sampler: ``"decode"``, ``"best_of"``, ``"majority"`` (see the module docstring) or a kernel in
+            `dllm_mcmc.mcmc.KERNELS`.
         rule: the decoding rule (the proposal's rule for kernels).
         temperature: token temperature ``τ``.
         target_temperature: ``T`` of the tempered target (kernels; defaults to ``τ``).
         warmup: kernel steps before the kept state (kernels with a chain).
         options: `decode` options (``block_length``, ``tokens_per_step``...) and kernel options.
             ``max_rows`` (the largest batch of one forward call) defaults to ``"auto"``: split to fit
-            free GPU memory, never split on a CPU.
+            free GPU memory, never split on a CPU. ``candidates`` (``K``, default 8) for ``best_of`` and
+            ``majority``.
     """
 
     name: str
@@ -57,20 +77,27 @@ class Method:
             raise ValueError(f"a method's name must be a non-empty string, got {self.name!r}")
         if not isinstance(self.options, dict):
             raise ValueError(f"method {self.name!r}: options must be a table, got {self.options!r}")
-        if not isinstance(self.sampler, str) or (self.sampler != "decode" and self.sampler not in KERNELS):
-            raise ValueError(f"method {self.name!r}: sampler must be 'decode' or one of {', '.join(KERNELS)}, "
-                             f"got {self.sampler!r}")
+        if not isinstance(self.sampler, str) or (self.sampler not in ("decode", *SELECTORS)
+                                                 and self.sampler not in KERNELS):
+            raise ValueError(f"method {self.name!r}: sampler must be 'decode' or one of "
+                             f"{', '.join((*SELECTORS, *KERNELS))}, got {self.sampler!r}")
         try:
             _ = self.decoding_rule  # validates the rule and its options
             positive_float("temperature", self.temperature)
             if self.target_temperature is not None:
                 positive_float("target_temperature", self.target_temperature)
             nonnegative_int("warmup", self.warmup)
+            if self.sampler in SELECTORS:
+                positive_int("candidates", self.options.get("candidates", DEFAULT_CANDIDATES))
         except ValueError as error:
             raise ValueError(f"method {self.name!r}: {error}") from None
         if self.sampler == "decode" and set(self.options) - set(DECODE_OPTIONS):
             unknown = ", ".join(sorted(set(self.options) - set(DECODE_OPTIONS)))
             raise ValueError(f"method {self.name!r}: {unknown} not an option of decode ({', '.join(DECODE_OPTIONS)})")
+        if self.sampler in SELECTORS and set(self.options) - set(SELECTOR_OPTIONS):
+            unknown = ", ".join(sorted(set(self.options) - set(SELECTOR_OPTIONS)))
+            raise ValueError(f"method {self.name!r}: {unknown} not an option of {self.sampler} "
+                             f"({', '.join(SELECTOR_OPTIONS)})")
         if self.target_temperature is None:
             object.__setattr__(self, "target_temperature", self.temperature)
 
@@ -96,10 +123,15 @@ class Method:
         """``options`` less the rule's: what goes to `decode` / `sample` beside the rule."""
         return {k: v for k, v in self.options.items() if k not in RULE_OPTIONS}
 
+    @property
+    def candidates(self) -> int:
+        """``K``, the candidates decoded per kept sample (``best_of``, ``majority``; 1 for the others)."""
+        return self.options.get("candidates", DEFAULT_CANDIDATES) if self.sampler in SELECTORS else 1
+
     def spec(self) -> dict:
         """Every setting that changes the samples (what the config hash covers)."""
         spec = asdict(self)
-        if self.sampler == "decode":
+        if self.sampler == "decode" or self.sampler in SELECTORS:
             spec.pop("target_temperature"), spec.pop("warmup")
         return spec
 
@@ -114,12 +146,19 @@ class Generation:
     seconds: float
 
 
-def generate(method: Method, engine: Engine, prompt: torch.Tensor, samples: int, seed: int) -> Generation:
-    """Draw ``samples`` responses to ``prompt`` (``[P]`` ids) with ``method``; reproducible from ``seed``."""
+def generate(method: Method, engine: Engine, prompt: torch.Tensor, samples: int, seed: int,
+             answer_of: AnswerOf | None = None) -> Generation:
+    """Draw ``samples`` responses to ``prompt`` (``[P]`` ids) with ``method``; reproducible from ``seed``.
+
+    ``answer_of`` (completion text -> extracted answer, the task's ``answer`` for this problem) is needed
+    by ``sampler = "majority"`` only."""
     device = denoiser_device(engine.denoiser)
     prompt = prompt if device is None else prompt.to(device)
     options = {"max_rows": "auto", **method.sampler_options}
     start = time.perf_counter()
+    if method.sampler in SELECTORS:
+        kept, nfe, forward_rows = _select(method, engine, prompt, 1, samples, seed, options, [answer_of])
+        return Generation(kept, nfe, forward_rows, time.perf_counter() - start)
     if method.sampler == "decode":
         trajectory = decode(engine.denoiser, prompt, engine.gen_length, rule=method.decoding_rule,
                             temperature=method.temperature, num_samples=samples,
@@ -136,19 +175,27 @@ def generate(method: Method, engine: Engine, prompt: torch.Tensor, samples: int,
 
 
 def generate_pack(method: Method, engine: Engine, prompts: list[torch.Tensor], samples: int,
-                  seed: int) -> tuple[list[torch.Tensor], Generation]:
+                  seed: int, answer_of: Sequence[AnswerOf | None] | None = None
+                  ) -> tuple[list[torch.Tensor], Generation]:
     """``samples`` responses to each of several prompts in one batched run (prompts of different lengths
     are left-padded with an attention mask; see ``docs/decoding.md``). Returns the ``[samples, L]`` tokens
     of each prompt and the run's `Generation` (tokens of every row, shared cost). One prompt gives exactly
-    `generate`'s draws."""
+    `generate`'s draws. ``answer_of``: one answer extractor per prompt (``majority`` only)."""
+    answers: list[AnswerOf | None] = [None] * len(prompts) if answer_of is None else list(answer_of)
+    if len(answers) != len(prompts):
+        raise ValueError(f"answer_of: one extractor per prompt, got {len(answers)} for {len(prompts)} prompts")
     if len(prompts) == 1:
-        generation = generate(method, engine, prompts[0], samples, seed)
+        generation = generate(method, engine, prompts[0], samples, seed, answers[0])
         return [generation.tokens], generation
     device = denoiser_device(engine.denoiser)
     prompts = [p if device is None else p.to(device) for p in prompts]
     count = len(prompts)
     options = {"max_rows": "auto", **method.sampler_options}
     start = time.perf_counter()
+    if method.sampler in SELECTORS:
+        kept, nfe, forward_rows = _select(method, engine, prompts, count, samples, seed, options, answers)
+        generation = Generation(kept, nfe, forward_rows, time.perf_counter() - start)
+        return [kept[u * samples:(u + 1) * samples] for u in range(count)], generation
     if method.sampler == "decode":
         rows = [prompt for prompt in prompts for _ in range(samples)]  # prompt-major: unit u is rows u·n ..
         trajectory = decode(engine.denoiser, rows, engine.gen_length, rule=method.decoding_rule,
@@ -167,3 +214,47 @@ def generate_pack(method: Method, engine: Engine, prompts: list[torch.Tensor], s
     tokens = result.tokens[:, -1]
     generation = Generation(tokens, result.nfe, result.forward_rows, time.perf_counter() - start)
     return [tokens[u::count] for u in range(count)], generation
+
+
+def _select(method: Method, engine: Engine, prompt: torch.Tensor | list[torch.Tensor], count: int, samples: int,
+            seed: int, options: dict, answer_of: list[AnswerOf | None]) -> tuple[torch.Tensor, int, int]:
+    """``best_of`` / ``majority``: one batched `decode` of ``count·samples·K`` rows (prompt-major, then
+    sample, then candidate: row ``(u·n + i)·K + c``), and the kept candidate of each of the ``count·n``
+    samples. Returns the kept ``[count·n, L]`` tokens, the decode's steps and its forward rows."""
+    k = method.candidates
+    options = {key: value for key, value in options.items() if key != "candidates"}
+    if method.sampler == "majority" and any(extract is None for extract in answer_of):
+        raise ValueError(f"method {method.name!r}: majority voting needs the task's answer extractor (answer_of)")
+    rows = prompt if isinstance(prompt, torch.Tensor) else [p for p in prompt for _ in range(samples * k)]
+    trajectory = decode(engine.denoiser, rows, engine.gen_length, rule=method.decoding_rule,
+                        temperature=method.temperature, num_samples=count * samples * k,
+                        generator=torch.Generator().manual_seed(seed), **options)
+    if method.sampler == "best_of":
+        kept = trajectory.log_p.view(count * samples, k).argmax(-1).tolist()  # the first of equal maxima
+    else:
+        kept = []
+        for group in range(count * samples):
+            extract = answer_of[group // samples]
+            assert extract is not None
+            answers = [extract(engine.decode(trajectory.tokens[group * k + c].tolist())) for c in range(k)]
+            kept.append(majority_index(answers))
+    index = torch.tensor(kept, device=trajectory.tokens.device) + torch.arange(count * samples,
+                                                                               device=trajectory.tokens.device) * k
+    return trajectory.tokens[index], trajectory.nfe, trajectory.forward_rows
+
+
+def majority_index(answers: Sequence[str | None]) -> int:
+    """The index of the first answer equal to the most frequent one (``None`` does not vote; ties between
+    answers go to the one that occurs first; no answer at all: 0).
+
+    >>> majority_index(["3", None, "4", "4", "3"]), majority_index([None, "7", "8"]), majority_index([None])
+    (0, 1, 0)
+    """
+    counts: dict[str, int] = {}
+    for answer in answers:
+        if answer is not None:
+            counts[answer] = counts.get(answer, 0) + 1
+    if not counts:
+        return 0
+    best = max(counts.values())
+    return next(i for i, answer in enumerate(answers) if answer is not None and counts[answer] == best)

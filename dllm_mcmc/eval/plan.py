@@ -6,6 +6,8 @@ with ``s`` decoding steps per response (``gen_length`` divided by the rule's tok
 samples per unit, and ``w`` warm-up steps,
 
 - ``decode``: ``s`` steps, ``n·s`` rows;
+- ``best_of`` and ``majority`` (``K = candidates``): one decode of ``n·K`` rows, ``s`` steps and ``n·K·s``
+  rows (the selection reads the decoder's record or the text: no forward call);
 - ``imh`` (``B = proposal_batch``): each chain pops ``w + 2`` proposals (one at ``setup``), decoded in
   ``⌈(w + 2) / B⌉`` batches: ``⌈(w + 2)/B⌉·s`` steps, ``n·⌈(w + 2)/B⌉·B·s`` rows;
 - ``power`` (``m = moves_per_draw``): one decode at ``setup`` and ``m·(w + 1)`` re-decodes of ``s`` steps;
@@ -30,7 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dllm_mcmc.eval.methods import Method
+from dllm_mcmc.eval.methods import SELECTORS, Method
 
 # Problem counts of the paper's benchmarks, used when their data is not on this machine.
 BENCHMARK_SIZES = {"humaneval": 164, "mbpp": 500, "math500": 500, "aime24": 30, "aime25": 30}
@@ -42,6 +44,8 @@ def method_cost(method: Method, gen_length: int, samples: int) -> tuple[int, int
     options = method.options
     if method.sampler == "decode":
         return steps, samples * steps
+    if method.sampler in SELECTORS:
+        return steps, samples * method.candidates * steps
     scorings, scored_rows = 0, 0  # likelihood calls and rows beyond the decoder's own record
     if method.sampler == "imh":
         batch = options.get("proposal_batch", 1)

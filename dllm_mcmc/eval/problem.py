@@ -1,7 +1,8 @@
 """What every evaluation task hands the experiment runner: problems, prompts and verdicts.
 
-A task is anything with a ``name``, ``problems(limit)``, ``prompt_text(problem)`` and
-``check(problem, completion)``: the bundled task families (`dllm_mcmc.eval.family_tasks`) and the paper's
+A task is anything with a ``name``, ``problems(limit)``, ``prompt_text(problem)``,
+``check(problem, completion)`` and ``answer(problem, completion)`` (the extracted answer, which majority
+voting counts): the bundled task families (`dllm_mcmc.eval.family_tasks`) and the paper's
 benchmarks (`dllm_mcmc.eval.benchmarks`) both fit.
 
 >>> verdict = Verdict(correct=False, answer="41", reason="wrong answer")
@@ -60,4 +61,8 @@ class EvalTask(Protocol):
 
     def check(self, problem: EvalProblem, completion: str) -> Verdict:
         """Grade one completion (the model's response text, without the prompt)."""
+        ...
+
+    def answer(self, problem: EvalProblem, completion: str) -> str | None:
+        """The answer a completion gives (``None``: none), the key majority voting counts; no grading."""
         ...

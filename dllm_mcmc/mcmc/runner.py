@@ -23,10 +23,11 @@ from dllm_mcmc.mcmc.kernel import KernelProtocol
 from dllm_mcmc.mcmc.particle_gibbs import ParticleGibbs
 from dllm_mcmc.mcmc.power import Power
 from dllm_mcmc.mcmc.result import Result
+from dllm_mcmc.mcmc.smc import SMC
 from dllm_mcmc.mcmc.stepwise import Stepwise
 from dllm_mcmc.target import TemperedTarget
 
-KERNELS = {"imh": IMH, "power": Power, "stepwise": Stepwise, "pgibbs": ParticleGibbs}
+KERNELS = {"imh": IMH, "power": Power, "stepwise": Stepwise, "pgibbs": ParticleGibbs, "smc": SMC}
 TARGET_OPTIONS = ("elbo_samples", "max_rows")
 
 
@@ -66,7 +67,8 @@ def sample(
             batch of one forward call of every kernel, a positive int, ``"auto"`` from the free CUDA
             memory, or ``None`` for no split) and options of the named kernel (IMH:
             ``proposal_batch``; power: ``moves_per_draw``; stepwise: ``num_candidates``, ``suffix``,
-            ``selection``, ``suffix_scope``; pgibbs: ``num_particles``, ``ess_threshold``).
+            ``selection``, ``suffix_scope``; pgibbs, smc: ``num_particles``,
+            ``ess_threshold``).
 
     Returns:
         `Result` with ``tokens [C, S, L]`` and per-draw ``stats`` ``[C, S]``.

@@ -12,7 +12,7 @@ from conftest import seeded
 
 from dllm_mcmc import ExactDenoiser, decode, replay
 
-EXACT_RULES = ["random", "top_prob", "stochastic", "margin", "entropy"]
+EXACT_RULES = ["random", "top_prob", "stochastic", "margin", "entropy", "egi"]
 
 
 def _score(probs: list[float], name: str) -> float:
@@ -21,6 +21,8 @@ def _score(probs: list[float], name: str) -> float:
         return ranked[0]
     if name == "margin":
         return ranked[0] - ranked[1]
+    if name == "max_entropy":
+        return -sum(p * math.log(p) for p in probs if p > 0)
     return sum(p * math.log(p) for p in probs if p > 0)  # negative entropy
 
 
@@ -44,7 +46,10 @@ def reference_log_q(toy, row_tokens, row_order, rule, temperature, block_length,
                     top = max(keys.values())
                     total += keys[j] - top - math.log(sum(math.exp(v - top) for v in keys.values()))
                 else:
-                    scores = {i: _score(probs[i], rule) for i in masked}
+                    name = rule
+                    if rule == "egi":  # the block's first commit at the highest entropy, then top_prob
+                        name = "max_entropy" if len(masked) == block_length else "top_prob"
+                    scores = {i: _score(probs[i], name) for i in masked}
                     if scores[j] < max(scores.values()):
                         total = -math.inf
                 tempered = [p ** (1 / temperature) for p in probs[j]]
@@ -108,3 +113,29 @@ def test_replay_refuses_an_order_that_is_not_a_permutation(toy):
         replay(toy, None, torch.zeros(1, 4, dtype=torch.long), torch.tensor([[0, 0, 1, 2]]))
     with pytest.raises(ValueError, match="order"):
         replay(toy, None, torch.zeros(1, 4, dtype=torch.long), torch.tensor([[2, 0, 1, 3]]), block_length=2)
+
+
+@pytest.mark.parametrize("block_length", [None, 2])
+def test_egi_commits_the_highest_entropy_position_first_then_follows_top_prob(block_length):
+    toy = ExactDenoiser.random(vocab_size=4, length=6, seed=3, sharpness=1.5, prompt=torch.tensor([5, 6]))
+    traj = decode(toy, toy.prompt, 6, rule="egi", block_length=block_length, temperature=0.7, num_samples=8,
+                  generator=seeded(2))
+    assert traj.exact_density and torch.all(traj.log_position_steps == 0)
+    block = 6 if block_length is None else block_length
+    for s in range(traj.num_samples):
+        tokens, order = traj.tokens[s].tolist(), traj.order[s].tolist()
+        canvas = toy.prompt.tolist() + [toy.mask_id] * 6
+        for t, j in enumerate(order):
+            start = t // block * block
+            probs = toy(torch.tensor([canvas]))[0, 2:].double().softmax(-1)
+            masked = [i for i in range(start, start + block) if canvas[2 + i] == toy.mask_id]
+            if t % block == 0:  # a block's first commit: the highest entropy
+                entropy = -(probs * probs.log()).sum(-1)
+                assert entropy[j] >= max(entropy[i] for i in masked) - 1e-9, (s, t)
+            else:  # later commits: argmax of max_v p_j(v)
+                top = probs.max(-1).values
+                assert top[j] >= max(top[i] for i in masked) - 1e-9, (s, t)
+            canvas[2 + j] = tokens[j]
+    top_prob = decode(toy, toy.prompt, 6, rule="top_prob", block_length=block_length, temperature=0.7,
+                      num_samples=8, generator=seeded(2))
+    assert not torch.equal(top_prob.order[:, 0], traj.order[:, 0])  # the first commit differs from top_prob's

@@ -16,6 +16,10 @@ def engine():
 @pytest.mark.parametrize("config", [
     {"name": "random", "rule": "random"},
     {"name": "blocks", "rule": "entropy", "block_length": 4, "tokens_per_step": 2},
+    {"name": "egi", "rule": "egi", "block_length": 8},
+    {"name": "best-of", "sampler": "best_of", "candidates": 3, "rule": "top_prob"},
+    {"name": "best-of-blocks", "sampler": "best_of", "candidates": 2, "block_length": 4, "tokens_per_step": 2},
+    {"name": "majority", "sampler": "majority", "candidates": 4, "rule": "egi"},
     {"name": "imh", "sampler": "imh", "warmup": 2, "proposal_batch": 3},
     {"name": "imh-b1", "sampler": "imh", "warmup": 0},
     {"name": "imh-l2r", "sampler": "imh", "warmup": 1, "proposal_batch": 2, "likelihood": "left_to_right"},
@@ -26,7 +30,8 @@ def engine():
 def test_formulas_equal_the_metered_cost(engine, config):
     method = Method.from_config({**config, "max_rows": None})
     prompt = engine.encode("7+5*3=")
-    generation = generate(method, engine, prompt, samples=3, seed=0)
+    generation = generate(method, engine, prompt, samples=3, seed=0, answer_of=lambda text: text[:2])
+    assert generation.tokens.shape == (3, engine.gen_length)
     assert method_cost(method, engine.gen_length, 3) == (generation.nfe, generation.forward_rows)
 
 

@@ -119,6 +119,10 @@ class HumanEval(_Benchmark):
             return prompt + ("\n\n" if _defines(block, entry_point) else "") + block
         return prompt + (_truncate(completion, HUMANEVAL_STOP) if self.truncate else completion)
 
+    def answer(self, problem: EvalProblem, completion: str) -> str | None:
+        """The program itself (`solution_code`): majority voting over code counts identical programs."""
+        return self.solution_code(problem, completion) if completion.strip() else None
+
     def check(self, problem: EvalProblem, completion: str) -> Verdict:
         if not completion.strip():
             return Verdict(False, None, "no answer")
@@ -190,6 +194,10 @@ class MBPP(_Benchmark):
         """The solution module: the chosen fenced block, else the whole completion."""
         blocks = fenced_blocks(completion)
         return _pick_block(blocks, problem.data["entry_point"]) if blocks else completion
+
+    def answer(self, problem: EvalProblem, completion: str) -> str | None:
+        """The program itself (`solution_code`): majority voting over code counts identical programs."""
+        return self.solution_code(problem, completion) if completion.strip() else None
 
     def check(self, problem: EvalProblem, completion: str) -> Verdict:
         if not completion.strip():

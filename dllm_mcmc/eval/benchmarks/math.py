@@ -62,6 +62,10 @@ class MATH500(_Benchmark):
     def prompt_text(self, problem: EvalProblem) -> str:
         return f"{problem.question}\n{MATH_INSTRUCTION}"
 
+    def answer(self, problem: EvalProblem, completion: str) -> str | None:
+        """The final answer (`math_answer`: the last box, else the last number)."""
+        return math_answer(completion)
+
     def check(self, problem: EvalProblem, completion: str) -> Verdict:
         answer = math_answer(completion)
         if answer is None:
@@ -125,6 +129,10 @@ class AIME(_Benchmark):
 
     def prompt_text(self, problem: EvalProblem) -> str:
         return f"{problem.question}\n{MATH_INSTRUCTION} The answer is an integer from 0 to 999."
+
+    def answer(self, problem: EvalProblem, completion: str) -> str | None:
+        """The final answer (`math_answer`: the last box, else the last number)."""
+        return math_answer(completion)
 
     def check(self, problem: EvalProblem, completion: str) -> Verdict:
         answer = math_answer(completion)
