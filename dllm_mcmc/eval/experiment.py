@@ -167,11 +167,13 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def run_settings(config: dict, method: Method, task: str) -> RunSettings:
+def run_settings(config: dict, method: Method, task: str, fingerprint: str | None = None) -> RunSettings:
     """Everything that changes a (method, task) pair's samples, and its hash: the model's name and its
     weights' fingerprint (`dllm_mcmc.eval.fingerprint`), generation length, model options, samples, seed,
     the task and the method's settings."""
-    values = {"model": config["model"], "model_fingerprint": model_fingerprint(config["model"]),
+    if fingerprint is None:  # a run computes it once for all its (method, task) pairs
+        fingerprint = model_fingerprint(config["model"])
+    values = {"model": config["model"], "model_fingerprint": fingerprint,
               "gen_length": config.get("gen_length"), "model_options": config.get("model_options"),
               "samples": config["samples"], "seed": config["seed"], "task": task, "method": method.spec()}
     if (config.get("pack") or 1) > 1:  # packed units draw from a shared seed: other samples than unpacked,
@@ -271,7 +273,8 @@ def run_experiment(config: dict, progress: bool = True, engine: Engine | None = 
     device = str((config.get("model_options") or {}).get("device") or "")
     executor = make_executor(settings["executor"], settings["workers"], settings["threads"], settings["address"],
                              gpus=device.startswith("cuda") and settings["executor"] != "inline")
-    runs = {(m.name, t.name): run_settings(config, m, t.name) for m in methods for t in tasks}
+    fingerprint = model_fingerprint(config["model"])
+    runs = {(m.name, t.name): run_settings(config, m, t.name, fingerprint) for m in methods for t in tasks}
     # Locks the output, then refuses it untouched (another writer, not a results file, other settings,
     # duplicates, another sample count) before it repairs anything.
     store = RecordStore.open(config["output"], samples_per_unit=samples, settings=runs.values())

@@ -152,26 +152,7 @@ def generate(method: Method, engine: Engine, prompt: torch.Tensor, samples: int,
 
     ``answer_of`` (completion text -> extracted answer, the task's ``answer`` for this problem) is needed
     by ``sampler = "majority"`` only."""
-    device = denoiser_device(engine.denoiser)
-    prompt = prompt if device is None else prompt.to(device)
-    options = {"max_rows": "auto", **method.sampler_options}
-    start = time.perf_counter()
-    if method.sampler in SELECTORS:
-        kept, nfe, forward_rows = _select(method, engine, prompt, 1, samples, seed, options, [answer_of])
-        return Generation(kept, nfe, forward_rows, time.perf_counter() - start)
-    if method.sampler == "decode":
-        trajectory = decode(engine.denoiser, prompt, engine.gen_length, rule=method.decoding_rule,
-                            temperature=method.temperature, num_samples=samples,
-                            generator=torch.Generator().manual_seed(seed), **options)
-        return Generation(trajectory.tokens, trajectory.nfe, trajectory.forward_rows,
-                          time.perf_counter() - start)
-    target_temperature = method.target_temperature
-    assert target_temperature is not None  # Method.__post_init__ replaces None with the token temperature
-    result = sample(engine.denoiser, prompt, engine.gen_length, kernel=method.sampler,
-                    target_temperature=target_temperature, proposal_temperature=method.temperature,
-                    rule=method.decoding_rule, num_chains=samples, num_samples=1, warmup=method.warmup, seed=seed,
-                    progress=False, **options)
-    return Generation(result.tokens[:, -1], result.nfe, result.forward_rows, time.perf_counter() - start)
+    return generate_pack(method, engine, [prompt], samples, seed, [answer_of])[1]
 
 
 def generate_pack(method: Method, engine: Engine, prompts: list[torch.Tensor], samples: int,
@@ -179,27 +160,27 @@ def generate_pack(method: Method, engine: Engine, prompts: list[torch.Tensor], s
                   ) -> tuple[list[torch.Tensor], Generation]:
     """``samples`` responses to each of several prompts in one batched run (prompts of different lengths
     are left-padded with an attention mask; see ``docs/decoding.md``). Returns the ``[samples, L]`` tokens
-    of each prompt and the run's `Generation` (tokens of every row, shared cost). One prompt gives exactly
-    `generate`'s draws. ``answer_of``: one answer extractor per prompt (``majority`` only)."""
+    of each prompt and the run's `Generation` (tokens of every row, shared cost). One prompt is decoded as a
+    plain ``[P]`` prompt (no padding machinery). ``answer_of``: one answer extractor per prompt (``majority``
+    only)."""
     answers: list[AnswerOf | None] = [None] * len(prompts) if answer_of is None else list(answer_of)
     if len(answers) != len(prompts):
         raise ValueError(f"answer_of: one extractor per prompt, got {len(answers)} for {len(prompts)} prompts")
-    if len(prompts) == 1:
-        generation = generate(method, engine, prompts[0], samples, seed, answers[0])
-        return [generation.tokens], generation
     device = denoiser_device(engine.denoiser)
     prompts = [p if device is None else p.to(device) for p in prompts]
     count = len(prompts)
     options = {"max_rows": "auto", **method.sampler_options}
     start = time.perf_counter()
     if method.sampler in SELECTORS:
-        kept, nfe, forward_rows = _select(method, engine, prompts, count, samples, seed, options, answers)
+        kept, nfe, forward_rows = _select(method, engine, prompts[0] if count == 1 else prompts, count, samples,
+                                          seed, options, answers)
         generation = Generation(kept, nfe, forward_rows, time.perf_counter() - start)
         return [kept[u * samples:(u + 1) * samples] for u in range(count)], generation
     if method.sampler == "decode":
-        rows = [prompt for prompt in prompts for _ in range(samples)]  # prompt-major: unit u is rows u·n ..
+        # prompt-major rows: unit u is rows u·n .. (u + 1)·n − 1
+        rows = prompts[0] if count == 1 else [prompt for prompt in prompts for _ in range(samples)]
         trajectory = decode(engine.denoiser, rows, engine.gen_length, rule=method.decoding_rule,
-                            temperature=method.temperature, num_samples=len(rows),
+                            temperature=method.temperature, num_samples=count * samples,
                             generator=torch.Generator().manual_seed(seed), **options)
         generation = Generation(trajectory.tokens, trajectory.nfe, trajectory.forward_rows,
                                 time.perf_counter() - start)
@@ -207,10 +188,11 @@ def generate_pack(method: Method, engine: Engine, prompts: list[torch.Tensor], s
     target_temperature = method.target_temperature
     assert target_temperature is not None  # Method.__post_init__ replaces None with the token temperature
     # a target over several prompts: chain c samples prompt c mod count
-    result = sample(engine.denoiser, list(prompts), engine.gen_length, kernel=method.sampler,
-                    target_temperature=target_temperature, proposal_temperature=method.temperature,
-                    rule=method.decoding_rule, num_chains=count * samples, num_samples=1, warmup=method.warmup,
-                    seed=seed, progress=False, **options)
+    result = sample(engine.denoiser, prompts[0] if count == 1 else list(prompts), engine.gen_length,
+                    kernel=method.sampler, target_temperature=target_temperature,
+                    proposal_temperature=method.temperature, rule=method.decoding_rule,
+                    num_chains=count * samples, num_samples=1, warmup=method.warmup, seed=seed, progress=False,
+                    **options)
     tokens = result.tokens[:, -1]
     generation = Generation(tokens, result.nfe, result.forward_rows, time.perf_counter() - start)
     return [tokens[u::count] for u in range(count)], generation

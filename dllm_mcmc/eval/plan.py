@@ -141,14 +141,14 @@ def plan(config: dict) -> Plan:
     methods = [Method.from_config(m) for m in config["methods"]]
     gen_length = config.get("gen_length")
     if gen_length is None:
+        import json
+
         from dllm_mcmc.small_model import small_model_dir
 
         directory = small_model_dir(config["model"])
         if directory is None:
             raise ValueError("gen_length: the config must give the response length to plan it")
-        from dllm_mcmc.small_model import load_small_model
-
-        gen_length = load_small_model(directory)[2]["response_length"]
+        gen_length = json.loads((directory / "config.json").read_text())["response_length"]
     problems: dict[str, int] = {}
     assumed: list[str] = []
     for name in config["tasks"]:

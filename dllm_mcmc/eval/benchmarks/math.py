@@ -26,7 +26,15 @@ MATH_INSTRUCTION = "Please reason step by step, and put your final answer within
 """The instruction appended to every MATH500 and AIME problem (the usual one for these benchmarks)."""
 
 
-class MATH500(_Benchmark):
+class _MathBenchmark(_Benchmark):
+    """A benchmark whose answer is the last box of the completion, else its last number."""
+
+    def answer(self, problem: EvalProblem, completion: str) -> str | None:
+        """The final answer (`math_answer`: the last box, else the last number)."""
+        return math_answer(completion)
+
+
+class MATH500(_MathBenchmark):
     """MATH500: the 500-problem test subset of MATH (Hendrycks et al.) chosen by Lightman et al.
 
     ``path=None`` loads ``HuggingFaceH4/MATH-500`` (split ``test``); a local file holds records
@@ -62,12 +70,8 @@ class MATH500(_Benchmark):
     def prompt_text(self, problem: EvalProblem) -> str:
         return f"{problem.question}\n{MATH_INSTRUCTION}"
 
-    def answer(self, problem: EvalProblem, completion: str) -> str | None:
-        """The final answer (`math_answer`: the last box, else the last number)."""
-        return math_answer(completion)
-
     def check(self, problem: EvalProblem, completion: str) -> Verdict:
-        answer = math_answer(completion)
+        answer = self.answer(problem, completion)
         if answer is None:
             return Verdict(False, None, "no answer")
         checker = self.checker if self.checker is not None else default_math_checker()
@@ -75,7 +79,7 @@ class MATH500(_Benchmark):
         return Verdict(correct, answer, reason)
 
 
-class AIME(_Benchmark):
+class AIME(_MathBenchmark):
     """AIME 2024 or 2025: 30 competition problems whose answers are integers from 0 to 999.
 
     ``path=None`` loads ``HuggingFaceH4/aime_2024`` (split ``train``) for 2024 and ``math-ai/aime25``
@@ -130,12 +134,8 @@ class AIME(_Benchmark):
     def prompt_text(self, problem: EvalProblem) -> str:
         return f"{problem.question}\n{MATH_INSTRUCTION} The answer is an integer from 0 to 999."
 
-    def answer(self, problem: EvalProblem, completion: str) -> str | None:
-        """The final answer (`math_answer`: the last box, else the last number)."""
-        return math_answer(completion)
-
     def check(self, problem: EvalProblem, completion: str) -> Verdict:
-        answer = math_answer(completion)
+        answer = self.answer(problem, completion)
         if answer is None:
             return Verdict(False, None, "no answer")
         correct = check_integer(answer, problem.data["answer"])
