@@ -6,6 +6,15 @@ given rule (``random``, ``confidence``...). A kernel name (``imh``, ``power``, `
 the ``n`` samples are independent, as unbiased pass@k assumes; each costs ``warmup + 1`` kernel steps
 (the stepwise kernel has no chain to warm up: each sample is one stepwise decode).
 
+``sampler = "smc"`` is the exception among the kernel names: it runs **one** SMC system of ``n``
+particles per prompt (`dllm_mcmc.decoding.smc.smc_decode`, towards ``p^(1/T)`` with the method's rule as
+the order law) and keeps its particles after a final systematic resampling of their weights, so the ``n``
+samples cost what ``n`` plain decodes cost. They are **not independent** (resampled particles share
+ancestors): Pass@1 and Pass@n are those of the particle set, and the unbiased pass@k estimator for
+``1 < k < n`` gives the pass rate of ``k`` particles picked at random from it, not of an SMC run with
+``k`` particles. Its options are the rule's, ``max_rows`` and ``ess_threshold`` (default 0.5). The SMC
+kernel's independent draws (``N`` particles spent per sample) stay available through `dllm_mcmc.sample`.
+
 Two selection baselines spend ``K = candidates`` decodes on each sample (all ``n·K`` rows in one batched
 `decode` with the method's rule and temperature) and keep one of each sample's ``K``:
 
@@ -32,16 +41,21 @@ import torch
 
 from dllm_mcmc._checks import nonnegative_int, positive_float, positive_int
 from dllm_mcmc.decoding import RULE_OPTIONS, Rule, decode
+from dllm_mcmc.decoding.canvas import generator_for
+from dllm_mcmc.decoding.smc import smc_decode
 from dllm_mcmc.denoisers.base import denoiser_device
 from dllm_mcmc.eval.engine import Engine
 from dllm_mcmc.mcmc import KERNELS
 from dllm_mcmc.mcmc.runner import sample
+from dllm_mcmc.mh import systematic_resample
 
 DECODE_OPTIONS = (*RULE_OPTIONS, "max_rows")
 SELECTORS = ("best_of", "majority")
 """Samplers that decode ``candidates`` responses per sample and keep one."""
 DEFAULT_CANDIDATES = 8
 SELECTOR_OPTIONS = (*DECODE_OPTIONS, "candidates")
+PARTICLE_OPTIONS = (*DECODE_OPTIONS, "ess_threshold")
+"""Options of ``sampler = "smc"`` in an evaluation (one SMC system whose particles are the samples)."""
 
 AnswerOf = Callable[[str], str | None]
 
@@ -98,6 +112,17 @@ class Method:
             unknown = ", ".join(sorted(set(self.options) - set(SELECTOR_OPTIONS)))
             raise ValueError(f"method {self.name!r}: {unknown} not an option of {self.sampler} "
                              f"({', '.join(SELECTOR_OPTIONS)})")
+        if self.sampler == "smc":
+            if set(self.options) - set(PARTICLE_OPTIONS):
+                unknown = ", ".join(sorted(set(self.options) - set(PARTICLE_OPTIONS)))
+                raise ValueError(f"method {self.name!r}: {unknown} not an option of smc in an evaluation "
+                                 f"({', '.join(PARTICLE_OPTIONS)}; the particles are the samples)")
+            threshold = self.options.get("ess_threshold", 0.5)
+            if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+                raise ValueError(f"method {self.name!r}: ess_threshold must lie in [0, 1], got {threshold!r}")
+            if self.rule == "confidence" or self.decoding_rule.tokens_per_step != 1:
+                raise ValueError(f"method {self.name!r}: smc needs a rule with an exact order law and one token "
+                                 f"per step (not 'confidence'), got rule={self.rule!r}")
         if self.target_temperature is None:
             object.__setattr__(self, "target_temperature", self.temperature)
 
@@ -133,6 +158,8 @@ class Method:
         spec = asdict(self)
         if self.sampler == "decode" or self.sampler in SELECTORS:
             spec.pop("target_temperature"), spec.pop("warmup")
+        elif self.sampler == "smc":
+            spec.pop("warmup")
         return spec
 
 
@@ -187,6 +214,10 @@ def generate_pack(method: Method, engine: Engine, prompts: list[torch.Tensor], s
         return [trajectory.tokens[u * samples:(u + 1) * samples] for u in range(count)], generation
     target_temperature = method.target_temperature
     assert target_temperature is not None  # Method.__post_init__ replaces None with the token temperature
+    if method.sampler == "smc":
+        tokens, nfe, forward_rows = _smc_particles(method, engine, prompts, samples, seed, options)
+        generation = Generation(tokens, nfe, forward_rows, time.perf_counter() - start)
+        return [tokens[u * samples:(u + 1) * samples] for u in range(count)], generation
     # a target over several prompts: chain c samples prompt c mod count
     result = sample(engine.denoiser, prompts[0] if count == 1 else list(prompts), engine.gen_length,
                     kernel=method.sampler, target_temperature=target_temperature,
@@ -223,6 +254,23 @@ def _select(method: Method, engine: Engine, prompt: torch.Tensor | list[torch.Te
     index = torch.tensor(kept, device=trajectory.tokens.device) + torch.arange(count * samples,
                                                                                device=trajectory.tokens.device) * k
     return trajectory.tokens[index], trajectory.nfe, trajectory.forward_rows
+
+
+def _smc_particles(method: Method, engine: Engine, prompts: list[torch.Tensor], samples: int, seed: int,
+                   options: dict) -> tuple[torch.Tensor, int, int]:
+    """``sampler = "smc"``: one SMC system of ``samples`` particles per prompt (all in one batch), then a
+    final systematic resampling to equal weights. Returns the ``[count·n, L]`` particles (prompt-major),
+    the run's steps and forward rows."""
+    generator = torch.Generator().manual_seed(seed)
+    count = len(prompts)
+    out = smc_decode(engine.denoiser, prompts[0] if count == 1 else prompts, engine.gen_length,
+                     rule=method.decoding_rule, temperature=method.temperature,
+                     target_temperature=float(method.target_temperature or method.temperature),
+                     num_particles=samples, ess_threshold=float(options.get("ess_threshold", 0.5)),
+                     generator=generator, max_rows=options.get("max_rows"), num_runs=count)
+    ancestors = systematic_resample(out.log_weight, generator_for(generator, out.log_weight.device))  # [R, N]
+    runs = torch.arange(count, device=ancestors.device)[:, None]
+    return out.tokens[runs, ancestors].reshape(count * samples, -1), out.nfe, out.forward_rows
 
 
 def majority_index(answers: Sequence[str | None]) -> int:

@@ -8,9 +8,13 @@ samples per unit, and ``w`` warm-up steps,
 - ``decode``: ``s`` steps, ``n·s`` rows;
 - ``best_of`` and ``majority`` (``K = candidates``): one decode of ``n·K`` rows, ``s`` steps and ``n·K·s``
   rows (the selection reads the decoder's record or the text: no forward call);
+- ``smc`` (in an evaluation: one system of ``n`` particles, the particles are the samples): ``s`` steps,
+  ``n·s`` rows;
 - ``imh`` (``B = proposal_batch``): each chain pops ``w + 2`` proposals (one at ``setup``), decoded in
   ``⌈(w + 2) / B⌉`` batches: ``⌈(w + 2)/B⌉·s`` steps, ``n·⌈(w + 2)/B⌉·B·s`` rows;
 - ``power`` (``m = moves_per_draw``): one decode at ``setup`` and ``m·(w + 1)`` re-decodes of ``s`` steps;
+- ``pgibbs`` (``N = num_particles``): an SMC run at ``setup`` and ``w + 1`` conditional-SMC steps, each
+  ``s`` steps of ``N`` rows per chain: ``(w + 2)·s`` steps, ``n·N·(w + 2)·s`` rows;
 - ``stepwise`` (``K = num_candidates``): one draw at ``setup`` and one kept draw, each ``s`` steps and
   ``n·(1 + (s − 1)·K)`` rows (``suffix="mean_field"``, ``dedupe=False``; the exact suffix is an oracle
   for toys and is not planned).
@@ -46,6 +50,8 @@ def method_cost(method: Method, gen_length: int, samples: int) -> tuple[int, int
         return steps, samples * steps
     if method.sampler in SELECTORS:
         return steps, samples * method.candidates * steps
+    if method.sampler == "smc":
+        return steps, samples * steps
     scorings, scored_rows = 0, 0  # likelihood calls and rows beyond the decoder's own record
     if method.sampler == "imh":
         batch = options.get("proposal_batch", 1)
@@ -56,6 +62,9 @@ def method_cost(method: Method, gen_length: int, samples: int) -> tuple[int, int
         decodes = 1 + options.get("moves_per_draw", 1) * (method.warmup + 1)
         nfe, rows = decodes * steps, samples * decodes * steps
         scorings, scored_rows = decodes, samples * decodes
+    elif method.sampler == "pgibbs":
+        runs = method.warmup + 2
+        nfe, rows = runs * steps, samples * options.get("num_particles", 4) * runs * steps
     elif method.sampler == "stepwise":
         if options.get("suffix", "mean_field") != "mean_field" or options.get("dedupe", False):
             raise ValueError(f"method {method.name!r}: only suffix='mean_field' without dedupe can be planned")
