@@ -166,7 +166,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.report:
         from dllm_mcmc.eval.report import write_report
 
-        print(f"Report: {write_report(summary.output, args.report)}")
+        print(f"Report: {write_report(summary.output, args.report, baselines=config['baselines'])}")
     if summary.failed:  # recorded nowhere: a rerun draws them again (after a fix)
         print(f"dllm-mcmc: {len(summary.failed)} unit(s) failed and were not recorded:", file=sys.stderr)
         for failure in summary.failed:
@@ -266,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("results", nargs="+", help="JSONL files written by dllm-mcmc eval (read as one)")
     report_parser.add_argument("--out", metavar="DIR",
                                help="folder for report.md and the plots (default: beside the first file)")
+    report_parser.add_argument("--baseline", action="append", metavar="METHOD",
+                               help="compare every other method with this one: paired differences in Pass@1 and "
+                                    "Pass@n with bootstrap intervals over problems (repeatable)")
     return parser
 
 
@@ -306,7 +309,7 @@ def run_command(args: argparse.Namespace) -> int:
 
         first = Path(args.results[0])
         out = Path(args.out) if args.out else first.with_name(first.stem + "-report")
-        path = write_report(args.results, out)
+        path = write_report(args.results, out, baselines=args.baseline or ())
         print(path.read_text())
         print(f"Written: {path} and its plots")
         return 0

@@ -8,6 +8,7 @@ A config (TOML, or YAML when PyYAML is installed) names a model, tasks, methods 
     seed = 0
     output = "runs/eval/results.jsonl"
     tasks = ["countdown", "arith", "program"]   # bundled families or benchmarks (humaneval, math500...)
+    baselines = ["confidence"]     # the report's paired differences against these (optional)
 
     [[methods]]
     name = "confidence"
@@ -70,7 +71,7 @@ from dllm_mcmc.eval.records import RecordStore, RunSettings
 from dllm_mcmc.small_model import bundled_models
 
 CONFIG_KEYS = {"model", "samples", "problems", "seed", "output", "tasks", "methods", "gen_length", "model_options",
-               "task_paths", "executor", "workers", "threads", "address", "pack"}
+               "task_paths", "executor", "workers", "threads", "address", "pack", "baselines"}
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
@@ -131,6 +132,11 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
             raise ValueError(f"methods[{index}].name must be a non-empty string, got {name!r}")
         Method.from_config(table)  # refuses a bad sampler, rule, temperature, warmup or option, naming it
     _refuse_repeats("methods: name", [m["name"] for m in methods])
+    baselines = config.setdefault("baselines", [])
+    if not isinstance(baselines, list) or not all(isinstance(b, str) and b.strip() for b in baselines):
+        raise ValueError(f"baselines must be a list of method names (the report compares the others with "
+                         f"them), got {baselines!r}")
+    _refuse_repeats("baselines", baselines)
     for key in ("model_options", "task_paths"):
         if not isinstance(config.get(key) or {}, dict):
             raise ValueError(f"{key} must be a table, got {config[key]!r}")

@@ -133,7 +133,7 @@ def test_report_writes_table_and_plots(tmp_path, config_file, capsys):
     run_experiment(load_config(config_file, {"output": str(out)}), progress=False)
     assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
-    for name in ("passk.png", "pareto.png", "compute.png"):
+    for name in ("passk.png", "frontier.png", "compute.png"):
         assert (tmp_path / "report" / name).stat().st_size > 5000 and name in text
     assert "| random" in text and "| imh" in text and "Pass@4" in text and "Pareto front" in text
     report = build_report(read_records(out), resamples=100)

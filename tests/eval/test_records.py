@@ -242,7 +242,7 @@ def test_report_files_are_replaced_atomically(results, tmp_path, monkeypatch):
     monkeypatch.setattr(report_module.os, "replace",
                         lambda source, target: (replaced.append(target), real_replace(source, target))[1])
     write_report(out, report)
-    assert sorted(p.name for p in replaced) == ["compute.png", "pareto.png", "passk.png", "report.md"]
+    assert sorted(p.name for p in replaced) == ["compute.png", "frontier.png", "passk.png", "report.md"]
     before = {p.name: p.read_bytes() for p in report.iterdir()}
 
     def broken_savefig(figure, path, **options):
