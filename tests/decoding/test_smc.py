@@ -2,9 +2,10 @@
 
 Toy: ``ExactDenoiser.random(vocab_size=3, length=4, seed=0)`` (81 sequences), random rule, T = 0.5, so
 the target's normaliser is ``Z = Σ_σ Σ_x u(σ | x) p(x)^(1/T) = Σ_x p(x)^(1/T)`` (the toy is consistent
-and ``Σ_σ u(σ | x) = 1``).
+and ``Σ_σ u(σ | x) = 1``). The mixed-prompt test uses the bundled small model (the toy has one fixed prompt).
 """
 
+import pytest
 import torch
 from conftest import seeded, total_variation
 
@@ -119,3 +120,51 @@ def test_same_seed_same_run():
     first, second = (smc_decode(toy, None, 4, temperature=1.0, target_temperature=T, num_particles=4, num_runs=8,
                                 generator=seeded(5)) for _ in range(2))
     assert torch.equal(first.tokens, second.tokens) and torch.equal(first.log_normalizer, second.log_normalizer)
+
+
+def _small_model_and_prompts():
+    """The bundled small model and two prompts of different lengths (ids among its characters, none of
+    ``<pad> <mask> <eos>``)."""
+    from dllm_mcmc import load_model
+
+    denoiser, _ = load_model("tasks-small")
+    generator = seeded(20)
+    return denoiser, [torch.randint(3, denoiser.vocab_size, (n,), generator=generator) for n in (3, 7)]
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_mixed_prompts_run_each_system_as_with_its_prompt_alone(conditional):
+    """Two prompts of different lengths (left-padded, with an attention mask), R = 2 systems in one batch.
+
+    The strongest check that holds: the random streams are drawn for the whole batch, so a run alone
+    (R = 1) makes other draws than the same run in a batch of two; but run ``r`` of the mixed batch makes
+    exactly the draws of run ``r`` in a batch of R = 2 runs that all have prompt ``r`` (same seed, same batch
+    shape, no padding there). So it must give the same tokens, orders, ancestors and resampling decisions,
+    and the same log weights, ``log p``, ``log u`` and ``log Ẑ`` to 1e-5. τ = 1 ≠ T = 0.5 and
+    ``ess_threshold = 1`` make the weights uneven and resampling happen. With a reference (conditional SMC)
+    the forced slot 0 is also checked against a truly alone run (R = 1): its ``log p`` and ``log u`` are
+    deterministic functions of the forced path and must match to 1e-5.
+    """
+    denoiser, prompts = _small_model_and_prompts()
+    gen, particles = 5, 4
+    options = dict(temperature=1.0, target_temperature=T, num_particles=particles, ess_threshold=1.0, num_runs=2)
+    reference = None
+    if conditional:  # one path per run: decoded by a first SMC run on the mixed prompts
+        first = smc_decode(denoiser, prompts, gen, generator=seeded(21), **options)
+        reference = (first.tokens[:, 1], first.order[:, 1])
+    mixed = smc_decode(denoiser, prompts, gen, generator=seeded(22), reference=reference, **options)
+    assert mixed.resampled.any()
+    for run, prompt in enumerate(prompts):
+        same = smc_decode(denoiser, prompt, gen, generator=seeded(22), reference=reference, **options)
+        assert torch.equal(same.tokens[run], mixed.tokens[run]) and torch.equal(same.order[run], mixed.order[run])
+        assert torch.equal(same.ancestors[run], mixed.ancestors[run])
+        assert torch.equal(same.resampled[run], mixed.resampled[run])
+        for name in ("log_weight", "log_p", "log_position", "log_normalizer", "ess"):
+            assert torch.allclose(getattr(same, name)[run], getattr(mixed, name)[run], atol=1e-5, rtol=0), name
+        if reference is not None:
+            assert torch.equal(mixed.tokens[run, 0], reference[0][run])
+            alone = smc_decode(denoiser, prompt, gen, generator=seeded(23), reference=(reference[0][run],
+                               reference[1][run]), **{**options, "num_runs": 1})
+            assert torch.allclose(alone.log_p[0, 0], mixed.log_p[run, 0], atol=1e-5, rtol=0)
+            assert torch.allclose(alone.log_position[0, 0], mixed.log_position[run, 0], atol=1e-5, rtol=0)
+    assert not torch.allclose(mixed.log_normalizer[0], mixed.log_normalizer[1])  # two different systems
