@@ -23,6 +23,16 @@ estimated the standard way,
 which is unbiased, ``E[Ẑ] = Z = Σ_{σ,x} u(σ | x) p(x | σ)^(1/T)`` (for a consistent model
 ``Z = Σ_x p(x)^(1/T)``), and the final weighted particles estimate ``π_T`` consistently as ``N → ∞``.
 
+**Fully adapted positions** (``position_proposal="tempered_mass"``, random order, ``τ = T``): the
+proposal picks position ``i`` with probability ``∝ Z_i = Σ_v p_i(v)^(1/T)`` (its tempered mass) and the
+token from ``p_i^(1/T) / Z_i``, so it proposes exactly the target's one-step conditional. The incremental
+weight is then ``(1/m) Σ_j Z_j`` (``m`` masked positions), the same whatever is drawn: it is computed from
+the forward pass **before** the draw, the particles are resampled on it, and only then do they choose a
+position and a token (the fully adapted auxiliary particle filter, Pitt & Shephard 1999, "Filtering via
+simulation: auxiliary particle filters", JASA 94(446)). The target is unchanged (the uniform order law is
+restored by the weights), the proposal becomes a soft easy-first rule for ``T < 1`` (peaked positions have
+the larger tempered mass), and resampled copies of one particle diverge at once instead of a step later.
+
 ``reference`` gives conditional SMC (Andrieu, Doucet & Holenstein 2010, "Particle Markov chain Monte
 Carlo methods", JRSS B 72(3)): slot 0 follows the given (tokens, order) path, its positions and tokens
 forced at every step and its weights computed by the same formula, and resampling is conditional
@@ -57,7 +67,7 @@ from dllm_mcmc.decoding.rules import position_rule, proposal_log_probs, sample_t
 from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
 from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
 from dllm_mcmc.denoisers.metered import MeteredDenoiser
-from dllm_mcmc.mh import conditional_resample, effective_sample_size, systematic_resample
+from dllm_mcmc.mh import conditional_resample, effective_sample_size, gumbel_max, systematic_resample
 
 
 @dataclass
@@ -70,7 +80,8 @@ class SMCResult:
     - ``log_p``, ``log_position``: ``[R, N]`` the chain rule ``log p(x | σ)`` and the rule's ``log u(σ | x)``
       of each particle's path (so ``log π_T = log_position + log_p / T`` up to ``log Z``);
     - ``ess``: ``[R, S]`` effective sample size of the weights after each step's reweighting;
-    - ``resampled``: ``[R, S]`` whether the particles were resampled after that step;
+    - ``resampled``: ``[R, S]`` whether the particles were resampled after that step (fully adapted: before
+      that step's draw);
     - ``ancestors``: ``[R, S, N]`` ancestor indices of the resampling after each step (identity if none);
     - ``nfe``, ``forward_rows``: forward calls and rows of this run.
     """
@@ -107,6 +118,7 @@ def smc_decode(
     max_rows: MaxRows = None,
     reference: tuple[torch.Tensor, torch.Tensor] | None = None,
     num_runs: int = 1,
+    position_proposal: str = "rule",
 ) -> SMCResult:
     """Run ``num_runs`` SMC systems of ``num_particles`` particles towards ``π_T`` (see the module docstring).
 
@@ -126,6 +138,9 @@ def smc_decode(
         max_rows: largest batch of one forward call (as in `decode`).
         reference: ``(tokens, order)``, ``[L]`` or ``[R, L]``: conditional SMC with this path in slot 0.
         num_runs: ``R`` independent systems decoded as one batch.
+        position_proposal: ``"rule"`` (positions drawn by the rule, the target's order law) or
+            ``"tempered_mass"`` (fully adapted: positions ``∝`` their tempered mass, weights and resampling
+            before the draw; needs ``rule="random"`` and ``temperature == target_temperature``).
     """
     rule = Rule.of(rule)
     if rule.name == "confidence":
@@ -138,6 +153,13 @@ def smc_decode(
     positive_int("num_runs", num_runs)
     if not 0.0 <= ess_threshold <= 1.0:
         raise ValueError(f"ess_threshold={ess_threshold}: must lie in [0, 1]")
+    if position_proposal not in ("rule", "tempered_mass"):
+        raise ValueError(f"position_proposal={position_proposal!r}: choose 'rule' or 'tempered_mass'")
+    adapted = position_proposal == "tempered_mass"
+    if adapted and (rule.name != "random" or float(temperature) != float(target_temperature)):
+        raise ValueError("position_proposal='tempered_mass' is the fully adapted proposal of the random-order "
+                         f"target: it needs rule='random' and temperature == target_temperature, got "
+                         f"rule={rule.name!r}, temperature={temperature}, target_temperature={target_temperature}")
     if reference is not None and num_particles < 2:
         raise ValueError("conditional SMC (reference) needs num_particles >= 2")
     meter = denoiser if isinstance(denoiser, MeteredDenoiser) else MeteredDenoiser(denoiser)
@@ -175,11 +197,37 @@ def smc_decode(
         log_p = model_log_probs(logits[:, prompt_length + start : prompt_length + end], mask_id)  # [RN, B, V]
         del logits
         eligible = canvas[:, prompt_length + start : prompt_length + end] == mask_id
-        chosen = chooser.choose(log_p, eligible, 1, generator)  # [RN, 1], block-relative
+        if adapted:
+            log_mass = (log_p / T).logsumexp(-1).masked_fill(~eligible, float("-inf"))  # log Z_j  [RN, B]
+            log_m = eligible.sum(-1).double().log()
+            predictive = (log_mass.double().logsumexp(-1) - log_m).view(R, N)  # log (1/m) Σ_j Z_j
+            previous = log_weight
+            log_weight = previous + predictive
+            log_normalizer = log_normalizer + log_weight.logsumexp(-1) - previous.logsumexp(-1)
+            ess = effective_sample_size(log_weight)
+            ess_steps.append(ess)
+            invalid.append(torch.isnan(log_weight).any() | torch.isneginf(log_weight.amax(-1)).any())
+            resample = ess < ess_threshold * N
+            drawn = (systematic_resample(log_weight, generator) if ref_tokens is None
+                     else conditional_resample(log_weight, generator))
+            ancestors = torch.where(resample[:, None], drawn, identity)
+            source = (ancestors + offsets).reshape(-1)
+            canvas, order = canvas[source], order[source]
+            log_p_path, log_position = log_p_path[source], log_position[source]
+            log_p, eligible, log_mass, log_m = log_p[source], eligible[source], log_mass[source], log_m[source]
+            log_weight = torch.where(resample[:, None], torch.zeros_like(log_weight), log_weight)
+            resampled_steps.append(resample)
+            ancestor_steps.append(ancestors)
+            chosen = gumbel_max(log_mass, generator)[:, None]  # ∝ tempered mass, block-relative
+        else:
+            chosen = chooser.choose(log_p, eligible, 1, generator)  # [RN, 1], block-relative
         if ref_order is not None:
             forced = (ref_order[:, step] - start).repeat_interleave(N)[:, None]
             chosen = torch.where(slot0, forced, chosen)
-        log_position = log_position + chooser.log_prob(log_p, eligible, chosen).double()
+        if adapted:  # the target's order law is uniform over the masked positions
+            log_position = log_position - log_m
+        else:
+            log_position = log_position + chooser.log_prob(log_p, eligible, chosen).double()
         log_p_i = log_p[rows, chosen[:, 0]]  # [RN, V]
         log_q_i = proposal_log_probs(log_p_i, temperature)
         tokens = sample_tokens(log_q_i, generator)
@@ -193,6 +241,8 @@ def smc_decode(
         canvas[rows, prompt_length + position] = tokens
         order[:, step] = position
         log_p_path = log_p_path + log_p_v
+        if adapted:  # weighted and resampled before the draw
+            continue
         increment = (log_p_v / T - log_q_v).view(R, N)
         previous = log_weight
         log_weight = previous + increment

@@ -12,7 +12,8 @@ the order law) and keeps its particles after a final systematic resampling of th
 samples cost what ``n`` plain decodes cost. They are **not independent** (resampled particles share
 ancestors): Pass@1 and Pass@n are those of the particle set, and the unbiased pass@k estimator for
 ``1 < k < n`` gives the pass rate of ``k`` particles picked at random from it, not of an SMC run with
-``k`` particles. Its options are the rule's, ``max_rows`` and ``ess_threshold`` (default 0.5). The SMC
+``k`` particles. Its options are the rule's, ``max_rows``, ``ess_threshold`` (default 0.5) and
+``position_proposal`` (``"tempered_mass"``: the fully adapted SMC of `dllm_mcmc.decoding.smc`). The SMC
 kernel's independent draws (``N`` particles spent per sample) stay available through `dllm_mcmc.sample`.
 
 Two selection baselines spend ``K = candidates`` decodes on each sample (all ``n·K`` rows in one batched
@@ -54,7 +55,7 @@ SELECTORS = ("best_of", "majority")
 """Samplers that decode ``candidates`` responses per sample and keep one."""
 DEFAULT_CANDIDATES = 8
 SELECTOR_OPTIONS = (*DECODE_OPTIONS, "candidates")
-PARTICLE_OPTIONS = (*DECODE_OPTIONS, "ess_threshold")
+PARTICLE_OPTIONS = (*DECODE_OPTIONS, "ess_threshold", "position_proposal")
 """Options of ``sampler = "smc"`` in an evaluation (one SMC system whose particles are the samples)."""
 
 AnswerOf = Callable[[str], str | None]
@@ -120,6 +121,15 @@ class Method:
             threshold = self.options.get("ess_threshold", 0.5)
             if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
                 raise ValueError(f"method {self.name!r}: ess_threshold must lie in [0, 1], got {threshold!r}")
+            proposal = self.options.get("position_proposal", "rule")
+            if proposal not in ("rule", "tempered_mass"):
+                raise ValueError(f"method {self.name!r}: position_proposal must be 'rule' or 'tempered_mass', "
+                                 f"got {proposal!r}")
+            if proposal == "tempered_mass" and (self.rule != "random" or (self.target_temperature is not None
+                                                                          and self.target_temperature
+                                                                          != self.temperature)):
+                raise ValueError(f"method {self.name!r}: position_proposal='tempered_mass' needs rule='random' "
+                                 f"and target_temperature equal to temperature")
             if self.rule == "confidence" or self.decoding_rule.tokens_per_step != 1:
                 raise ValueError(f"method {self.name!r}: smc needs a rule with an exact order law and one token "
                                  f"per step (not 'confidence'), got rule={self.rule!r}")
@@ -267,7 +277,8 @@ def _smc_particles(method: Method, engine: Engine, prompts: list[torch.Tensor], 
                      rule=method.decoding_rule, temperature=method.temperature,
                      target_temperature=float(method.target_temperature or method.temperature),
                      num_particles=samples, ess_threshold=float(options.get("ess_threshold", 0.5)),
-                     generator=generator, max_rows=options.get("max_rows"), num_runs=count)
+                     generator=generator, max_rows=options.get("max_rows"), num_runs=count,
+                     position_proposal=options.get("position_proposal", "rule"))
     ancestors = systematic_resample(out.log_weight, generator_for(generator, out.log_weight.device))  # [R, N]
     runs = torch.arange(count, device=ancestors.device)[:, None]
     return out.tokens[runs, ancestors].reshape(count * samples, -1), out.nfe, out.forward_rows

@@ -36,13 +36,16 @@ from dllm_mcmc.target import TemperedTarget
 class ParticleGibbs(TargetKernel):
     """Particle Gibbs with ``num_particles`` particles per chain (``≥ 2``); ``proposal_temperature``
     (``None``: the target's ``T``) is the token temperature ``τ`` of the SMC proposal; ``ess_threshold``
-    the adaptive resampling threshold; ``max_rows`` (``None``: the target's) caps one forward call.
+    the adaptive resampling threshold; ``max_rows`` (``None``: the target's) caps one forward call;
+    ``position_proposal="tempered_mass"`` runs the fully adapted SMC (random order, ``τ = T``; see
+    `dllm_mcmc.decoding.smc`).
     Needs the ``order`` likelihood (the SMC weights are the chain rule along the decoding order)."""
 
     name = "pgibbs"
 
     def __init__(self, target: TemperedTarget, *, proposal_temperature: float | None = None, num_particles: int = 4,
-                 num_chains: int = 1, seed: int = 0, ess_threshold: float = 0.5, max_rows: MaxRows = None) -> None:
+                 num_chains: int = 1, seed: int = 0, ess_threshold: float = 0.5, max_rows: MaxRows = None,
+                 position_proposal: str = "rule") -> None:
         tau = target.target_temperature if proposal_temperature is None else proposal_temperature
         super().__init__(target, proposal_temperature=tau, num_chains=num_chains, seed=seed)
         if target.likelihood != "order":
@@ -53,6 +56,13 @@ class ParticleGibbs(TargetKernel):
             raise ValueError(f"num_particles={num_particles}: particle Gibbs needs at least 2")
         if not 0.0 <= ess_threshold <= 1.0:
             raise ValueError(f"ess_threshold={ess_threshold}: must lie in [0, 1]")
+        if position_proposal not in ("rule", "tempered_mass"):
+            raise ValueError(f"position_proposal={position_proposal!r}: choose 'rule' or 'tempered_mass'")
+        if position_proposal == "tempered_mass" and (target.rule.name != "random" or tau != target.target_temperature):
+            raise ValueError(f"{self.name}: position_proposal='tempered_mass' needs rule='random' and a proposal "
+                             f"temperature equal to the target's, got rule={target.rule.name!r}, τ={tau}, "
+                             f"T={target.target_temperature}")
+        self.position_proposal = position_proposal
         self.num_particles = num_particles
         self.ess_threshold = ess_threshold
         self.max_rows = max_rows
@@ -108,7 +118,7 @@ class ParticleGibbs(TargetKernel):
                           target.gen_length, rule=target.rule, temperature=self.proposal.temperature,
                           target_temperature=target.target_temperature, num_particles=self.num_particles,
                           ess_threshold=self.ess_threshold, generator=self.generator, max_rows=self._rows,
-                          reference=reference, num_runs=self.num_chains)
+                          reference=reference, num_runs=self.num_chains, position_proposal=self.position_proposal)
 
     def _pick(self, out: SMCResult) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         picked = gumbel_max(out.log_weight, self.generator)

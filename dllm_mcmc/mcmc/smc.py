@@ -34,9 +34,11 @@ class SMC(ParticleGibbs):
     needs_warmup = False  # every draw is a fresh SMC run
 
     def __init__(self, target: TemperedTarget, *, proposal_temperature: float | None = None, num_particles: int = 16,
-                 num_chains: int = 1, seed: int = 0, ess_threshold: float = 0.5, max_rows: MaxRows = None) -> None:
+                 num_chains: int = 1, seed: int = 0, ess_threshold: float = 0.5, max_rows: MaxRows = None,
+                 position_proposal: str = "rule") -> None:
         super().__init__(target, proposal_temperature=proposal_temperature, num_particles=num_particles,
-                         num_chains=num_chains, seed=seed, ess_threshold=ess_threshold, max_rows=max_rows)
+                         num_chains=num_chains, seed=seed, ess_threshold=ess_threshold, max_rows=max_rows,
+                         position_proposal=position_proposal)
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``C`` new independent draws by one batched SMC run (``params`` is not read)."""
