@@ -15,8 +15,8 @@ samples per unit, and ``w`` warm-up steps,
 - ``power`` (``m = moves_per_draw``): one decode at ``setup`` and ``m·(w + 1)`` re-decodes of ``s`` steps;
 - ``pgibbs`` (``N = num_particles``): an SMC run at ``setup`` and ``w + 1`` conditional-SMC steps, each
   ``s`` steps of ``N`` rows per chain: ``(w + 2)·s`` steps, ``n·N·(w + 2)·s`` rows;
-- ``stepwise`` (``K = num_candidates``): one draw at ``setup`` and one kept draw, each ``s`` steps and
-  ``n·(1 + (s − 1)·K)`` rows (``suffix="mean_field"``, ``dedupe=False``; the exact suffix is an oracle
+- ``stepwise`` (``K = num_candidates``): one stepwise draw per sample (no initial state is drawn),
+  ``s`` steps and ``n·(1 + (s − 1)·K)`` rows (``suffix="mean_field"``, ``dedupe=False``; the exact suffix is an oracle
   for toys and is not planned).
 
 A likelihood other than ``order`` adds its rows (``left_to_right``: ``gen_length`` per scored sequence;
@@ -69,8 +69,8 @@ def method_cost(method: Method, gen_length: int, samples: int) -> tuple[int, int
         if options.get("suffix", "mean_field") != "mean_field" or options.get("dedupe", False):
             raise ValueError(f"method {method.name!r}: only suffix='mean_field' without dedupe can be planned")
         candidates = options.get("num_candidates", 16)
-        nfe, rows = 2 * steps, 2 * samples * (1 + (steps - 1) * candidates)
-        scorings, scored_rows = 2, 2 * samples
+        nfe, rows = steps, samples * (1 + (steps - 1) * candidates)
+        scorings, scored_rows = 1, samples
     else:
         raise ValueError(f"method {method.name!r}: no cost formula for sampler {method.sampler!r}")
     likelihood = options.get("likelihood", "order")

@@ -39,7 +39,8 @@ class KernelProtocol(Protocol):
     ``initial_params``, ``sample``, ``cleanup``, ``logging``), ``num_chains``, a per-chain ``info``
     dict of float tensors ``[C]`` after every ``sample``, and ``cost`` = ``(nfe, forward_rows)``.
     Optional: ``name`` (for records) and ``needs_warmup`` (``False`` for kernels whose draws are
-    independent)."""
+    independent: `sample` then runs no warm-up, does not read ``initial_params`` and passes ``{}`` to the
+    first ``sample``, so such a kernel spends nothing on an initial state it would not use)."""
 
     num_chains: int
     info: dict[str, torch.Tensor] | None

@@ -129,12 +129,14 @@ def sample(
         raise ValueError("kernel: a kernel object must say how many chains it runs (num_chains)")
     config.update(kernel=getattr(mcmc_kernel, "name", type(mcmc_kernel).__name__), num_chains=kernel_chains)
     config.update(_target_config(getattr(mcmc_kernel, "target", None), getattr(mcmc_kernel, "proposal", None)))
-    if not getattr(mcmc_kernel, "needs_warmup", True):
+    independent = not getattr(mcmc_kernel, "needs_warmup", True)
+    if independent:
         warmup = 0  # every draw is an independent decode: there is no chain to warm up
     config["warmup"] = warmup
     start = time.perf_counter()
     mcmc_kernel.setup(warmup)
-    params = mcmc_kernel.initial_params
+    # an independent kernel's draws never read the state: no initial state is drawn (or paid for)
+    params: dict[str, torch.Tensor] = {} if independent else mcmc_kernel.initial_params
     draws: list[torch.Tensor] = []
     infos: list[dict[str, torch.Tensor]] = []
     with tqdm(total=warmup + num_samples, desc=str(config["kernel"]), disable=not progress) as bar:

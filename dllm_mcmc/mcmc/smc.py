@@ -40,9 +40,29 @@ class SMC(ParticleGibbs):
                          num_chains=num_chains, seed=seed, ess_threshold=ess_threshold, max_rows=max_rows,
                          position_proposal=position_proposal)
 
+    def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
+        self._start(warmup_steps)
+        self._state = None
+        self._ready = True
+
+    @property
+    def initial_params(self) -> dict[str, torch.Tensor]:
+        """One particle per chain of an SMC run, made when first read (Pyro's `MCMC` reads it;
+        `dllm_mcmc.sample` does not, so its draws cost one SMC run each)."""
+        if not getattr(self, "_ready", False):
+            raise RuntimeError("call setup() before reading initial_params")
+        if self._state is None:
+            self._state, _ = self._pick(self._smc(None))
+        return self._state
+
+    @initial_params.setter
+    def initial_params(self, params: dict[str, torch.Tensor]) -> None:
+        """Accepted for Pyro's API; draws never depend on the current state."""
+        self._state = {"tokens": params["tokens"], "order": params["order"]}
+
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``C`` new independent draws by one batched SMC run (``params`` is not read)."""
-        if self._state is None:
+        if not getattr(self, "_ready", False):
             raise RuntimeError("call setup() before sample()")
         meter = self.target.denoiser
         nfe_before, rows_before = meter.nfe, meter.forward_rows

@@ -60,12 +60,17 @@ class Stepwise(TargetKernel):
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
         self._start(warmup_steps)
-        self._params, _ = self._decode()  # the chains start at a stepwise draw
+        self._params = None
+        self._ready = True
 
     @property
     def initial_params(self) -> dict[str, torch.Tensor]:
-        if self._params is None:
+        """A stepwise draw, made when first read (Pyro's `MCMC` reads it; `dllm_mcmc.sample` does not, so
+        its samples cost one stepwise decode each)."""
+        if not getattr(self, "_ready", False):
             raise RuntimeError("call setup() before reading initial_params")
+        if self._params is None:
+            self._params, _ = self._decode()
         return self._params
 
     @initial_params.setter

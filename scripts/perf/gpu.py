@@ -233,7 +233,8 @@ def samplers(args, prompt: torch.Tensor) -> list[Sampler]:
             target = TemperedTarget(meter, prompt, length, target_temperature=T, rule=args.kernel_rule,
                                     max_rows=args.max_rows)
             kernel = Stepwise(target, proposal_temperature=tau, num_candidates=K, num_chains=S, seed=args.seed)
-            kernel.setup(0)  # one stepwise decode: S draws
+            kernel.setup(0)
+            kernel.sample({})  # one stepwise decode: S draws
         return run
 
     rows = [Sampler("confidence", 1, S, confidence)]

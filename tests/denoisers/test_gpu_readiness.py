@@ -122,6 +122,7 @@ def test_stepwise_kernel_max_rows_overrides_the_target(toy):
     target = TemperedTarget(counting, None, 4, target_temperature=0.5, max_rows=5)
     kernel = Stepwise(target, proposal_temperature=0.5, num_candidates=4, num_chains=3, max_rows=2)
     kernel.setup(0)
+    _ = kernel.initial_params  # one stepwise decode
     assert max(counting.batch_sizes) == 2
 
 

@@ -168,14 +168,16 @@ def test_mean_field_costs_one_forward_call_per_step_with_k_times_c_rows(block_le
     chains, candidates, length = 3, 5, 4
     target = TemperedTarget(meter, None, length, target_temperature=0.5, rule=Rule(block_length=block_length))
     kernel = Stepwise(target, proposal_temperature=0.5, num_candidates=candidates, num_chains=chains)
-    kernel.setup(0)  # the initial draw is one stepwise decode
+    kernel.setup(0)
+    assert counting.batch_sizes == [] and kernel.cost == (0, 0)  # no initial draw until one is read
+    _ = kernel.initial_params  # Pyro's MCMC reads it: one stepwise decode
     assert counting.batch_sizes == [chains] + [chains * candidates] * (length - 1)
     per_decode = (length, chains + (length - 1) * chains * candidates)
     assert kernel.cost == per_decode
     result = sample(toy, None, 4, kernel=kernel, num_samples=6, warmup=2, progress=False)
-    # the runner skips warm-up for independent draws: initial draw + 6 draws
+    # the runner skips warm-up for independent draws and reads no initial state: 6 decodes for 6 draws
     assert result.config["warmup"] == 0
-    assert (result.nfe, result.forward_rows) == (per_decode[0] * 7, per_decode[1] * 7)
+    assert (result.nfe, result.forward_rows) == (per_decode[0] * 6, per_decode[1] * 6)
     assert (result.stats["nfe"] == length).all()
     assert torch.allclose(result.stats["forward_rows"], torch.tensor(per_decode[1] / chains))
 
@@ -190,6 +192,7 @@ def test_exact_suffix_enumeration_calls_are_counted_and_dedupe_keeps_the_calls()
         kernel = Stepwise(target, proposal_temperature=0.5, num_candidates=8, num_chains=4,
                           suffix="exact", dedupe=dedupe)
         kernel.setup(0)
+        _ = kernel.initial_params  # one stepwise decode
         costs.append(kernel.cost)
     assert costs[0][0] == costs[1][0] == 4 + 3
     assert costs[1][1] < costs[0][1]  # 32 candidate canvases hold at most 4 × 3 distinct ones
@@ -339,8 +342,8 @@ def test_stepwise_by_name_through_sample_skips_warmup():
                     warmup=50, progress=False)
     assert result.tokens.shape == (3, 4, 4)
     assert result.config["warmup"] == 0 and result.config["num_candidates"] == 8
-    # setup's initial draw + 4 draws, each 4 sequential calls
-    assert result.nfe == 4 * 5
+    # 4 draws, each 4 sequential calls (no initial draw: the runner does not read an independent kernel's state)
+    assert result.nfe == 4 * 4
 
 
 # -- stepwise_decode, the function behind the kernel --------------------------------------------
