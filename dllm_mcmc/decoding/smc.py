@@ -207,15 +207,12 @@ def smc_decode(
             ess = effective_sample_size(log_weight)
             ess_steps.append(ess)
             invalid.append(torch.isnan(log_weight).any() | torch.isneginf(log_weight.amax(-1)).any())
-            resample = ess < ess_threshold * N
-            drawn = (systematic_resample(log_weight, generator) if ref_tokens is None
-                     else conditional_resample(log_weight, generator))
-            ancestors = torch.where(resample[:, None], drawn, identity)
+            resample, ancestors, log_weight = _resample(log_weight, ess < ess_threshold * N, ref_tokens is None,
+                                                        generator)
             source = (ancestors + offsets).reshape(-1)
             canvas, order = canvas[source], order[source]
             log_p_path, log_position = log_p_path[source], log_position[source]
             log_p, eligible, log_mass, log_m = log_p[source], eligible[source], log_mass[source], log_m[source]
-            log_weight = torch.where(resample[:, None], torch.zeros_like(log_weight), log_weight)
             resampled_steps.append(resample)
             ancestor_steps.append(ancestors)
             chosen = gumbel_max(log_mass, generator)[:, None]  # ∝ tempered mass, block-relative
@@ -251,14 +248,11 @@ def smc_decode(
         ess = effective_sample_size(log_weight)
         ess_steps.append(ess)
         if step + 1 < len(steps):
-            resample = ess < ess_threshold * N
-            drawn = (systematic_resample(log_weight, generator) if ref_tokens is None
-                     else conditional_resample(log_weight, generator))
-            ancestors = torch.where(resample[:, None], drawn, identity)
+            resample, ancestors, log_weight = _resample(log_weight, ess < ess_threshold * N, ref_tokens is None,
+                                                        generator)
             source = (ancestors + offsets).reshape(-1)
             canvas, order = canvas[source], order[source]
             log_p_path, log_position = log_p_path[source], log_position[source]
-            log_weight = torch.where(resample[:, None], torch.zeros_like(log_weight), log_weight)
         else:
             resample = torch.zeros(R, dtype=torch.bool, device=device)
             ancestors = identity
@@ -281,3 +275,14 @@ def smc_decode(
         nfe=meter.nfe - nfe_before,
         forward_rows=meter.forward_rows - rows_before,
     )
+
+
+def _resample(log_weight: torch.Tensor, resample: torch.Tensor, unconditional: bool,
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ancestors ``[R, N]`` of the runs flagged in ``resample [R]`` (systematic, or conditional on slot 0's
+    path when not ``unconditional``; the identity elsewhere) and the log weights after it (reset to equal on
+    those runs). The ancestors are drawn for every run, so the random stream does not depend on the flags."""
+    drawn = systematic_resample(log_weight, generator) if unconditional else conditional_resample(log_weight, generator)
+    identity = torch.arange(log_weight.shape[1], device=log_weight.device).expand_as(drawn)
+    ancestors = torch.where(resample[:, None], drawn, identity)
+    return resample, ancestors, torch.where(resample[:, None], torch.zeros_like(log_weight), log_weight)
