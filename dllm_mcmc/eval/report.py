@@ -125,7 +125,8 @@ class Report:
             lines += [f"Against **{baseline}**:", "", f"| method | problems | Δ Pass@1 | Δ Pass@{top} |",
                       "|---|---:|---|---|"]
             for method, by_k in rows.items():
-                cells = [f"{by_k[k]}{_arrow(by_k[k])}" for k in (1, top)]
+                own = max(by_k)  # below ``top`` when one of the pair has fewer samples
+                cells = [f"{by_k[k]}{_arrow(by_k[k])}{'' if k in (1, top) else f' (Pass@{k})'}" for k in (1, own)]
                 lines.append(f"| {method} | {by_k[1].problems} | " + " | ".join(cells) + " |")
             lines.append("")
         return lines

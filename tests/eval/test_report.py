@@ -139,3 +139,14 @@ def test_config_baselines_are_checked(tmp_path):
         config.write_text(f"baselines = {bad}\n" + table)
         with pytest.raises(ValueError, match=message):
             load_config(config)
+
+
+def test_paired_table_with_fewer_samples_on_one_method():
+    """A method with 2 samples per problem is paired at Pass@2 against a baseline with 4 (not at Pass@4)."""
+    records = (records_of("t", "base", [1, 3, 2]) + records_of("t", "short", [1, 2, 0], samples=2)
+               + records_of("t", "other", [0, 4, 2]))
+    report = build_report(records, resamples=50, baselines=["base"])
+    assert sorted((d.method, d.k) for d in report.paired["t"]) == [("other", 1), ("other", 4), ("short", 1),
+                                                                  ("short", 2)]
+    text = report.markdown()
+    assert "| Δ Pass@1 | Δ Pass@4 |" in text and "(Pass@2)" in text
