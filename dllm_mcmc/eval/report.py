@@ -7,7 +7,8 @@ From the records of `dllm_mcmc.eval.experiment`, per task and method:
 - distinct answers per problem (exploration), NFE (sequential forward calls per problem), forward rows
   per sample (compute) and wall time;
 - which methods sit on the Pareto front of (Pass@1, Pass@n): no other method is at least as good on
-  both and better on one.
+  both and better on one (among the methods run on the most problems: means over different problems are
+  not comparable).
 
 With ``baselines`` (method names; the config key ``baselines`` or ``dllm-mcmc report --baseline``), every
 other method is compared with each baseline on the problems both were run on: the paired difference in
@@ -104,7 +105,11 @@ class Report:
                              + f" | {r.distinct_answers:.2f} | {r.nfe:.0f} | {r.rows_per_sample:.0f}"
                              + f" | {r.wall_seconds:.1f} |")
             front = ", ".join(r.method for r in rows if r.on_front)
-            lines += ["", f"Pareto front of (Pass@1, Pass@{n}) (★): {front}.", ""]
+            lines += ["", f"Pareto front of (Pass@1, Pass@{n}) (★): {front}."]
+            if len(counts) > 1:
+                lines.append(f"The front is taken among the methods run on all {counts[-1]} problems; the others "
+                             "ran on fewer and are compared in the paired tables below.")
+            lines.append("")
             lines += self._paired_markdown(task)
         return "\n".join(lines)
 
@@ -202,9 +207,15 @@ def _mean(values) -> float:
 
 
 def _mark_front(rows: list[MethodScores]) -> None:
+    """Mark the Pareto front among the methods run on the most problems: a method run on fewer problems (a
+    costly one on a subset) is not comparable by its means; the paired tables compare it."""
     n = min(r.samples for r in rows)
-    points = [(r.pass_at[1].mean, r.pass_at[max(k for k in r.pass_at if k <= n)].mean) for r in rows]
-    for row, (a, b) in zip(rows, points):
+    most = max(r.problems for r in rows)
+    compared = [r for r in rows if r.problems == most]
+    points = [(r.pass_at[1].mean, r.pass_at[max(k for k in r.pass_at if k <= n)].mean) for r in compared]
+    for row in rows:
+        row.on_front = False
+    for row, (a, b) in zip(compared, points):
         row.on_front = not any(x >= a and y >= b and (x > a or y > b) for x, y in points)
 
 

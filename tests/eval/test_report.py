@@ -150,3 +150,12 @@ def test_paired_table_with_fewer_samples_on_one_method():
                                                                   ("short", 2)]
     text = report.markdown()
     assert "| Δ Pass@1 | Δ Pass@4 |" in text and "(Pass@2)" in text
+
+
+def test_the_front_leaves_out_methods_run_on_fewer_problems():
+    """A method that looks best on a subset of the problems is not put on the front of the full set."""
+    records = (records_of("t", "a", [2, 2, 2, 2]) + records_of("t", "b", [1, 3, 1, 3])
+               + records_of("t", "subset", [4, 4]))
+    report = build_report(records, resamples=20)
+    assert {r.method: r.on_front for r in report.scores["t"]} == {"a": True, "b": True, "subset": False}
+    assert "taken among the methods run on all 4 problems" in report.markdown()
