@@ -48,11 +48,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--orders", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="tasks-small", help="a bundled model name or a trained directory")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    engine = load_engine("tasks-small")
+    engine = load_engine(args.model)
     length = engine.gen_length
-    print(f"tasks-small, first {args.problems} test problems per family, n = {args.samples} random-order "
+    print(f"{args.model}, first {args.problems} test problems per family, n = {args.samples} random-order "
           f"samples at τ = 1 each, {args.orders} extra random orders per sample, seed {args.seed}\n")
     print("| family | Pass@1 | sd of log p(x|σ) across orders | sd across a problem's samples | "
           "problems with both | AUC own order | AUC order-averaged | AUC left to right |")
