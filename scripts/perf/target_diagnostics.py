@@ -83,11 +83,11 @@ def main() -> None:
                 if value is not None:
                     aucs[key].append(value)
 
-        def mean(values: list[float]) -> float:
-            return sum(values) / len(values)
+        def mean(values: list[float], digits: int) -> str:
+            return f"{sum(values) / len(values):.{digits}f}" if values else "-"
 
-        print(f"| {family} | {mean(accuracy):.3f} | {mean(across_orders):.2f} | {mean(across_samples):.2f} | "
-              f"{len(aucs['own'])} | {mean(aucs['own']):.3f} | {mean(aucs['mean']):.3f} | {mean(aucs['l2r']):.3f} |")
+        print(f"| {family} | {mean(accuracy, 3)} | {mean(across_orders, 2)} | {mean(across_samples, 2)} | "
+              f"{len(aucs['own'])} | {mean(aucs['own'], 3)} | {mean(aucs['mean'], 3)} | {mean(aucs['l2r'], 3)} |")
 
 
 if __name__ == "__main__":
