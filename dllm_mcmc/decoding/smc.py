@@ -103,6 +103,19 @@ class SMCResult:
         return torch.softmax(self.log_weight.double(), -1)
 
 
+def check_position_proposal(position_proposal: str, rule: str, temperature: float, target_temperature: float) -> None:
+    """Refuse a ``position_proposal`` other than ``"rule"`` / ``"tempered_mass"``, and ``"tempered_mass"``
+    off the random-order target with ``τ = T`` (the only case where it is fully adapted). Shared by
+    `smc_decode`, the particle kernels and the eval ``smc`` method, which check it before running."""
+    if position_proposal not in ("rule", "tempered_mass"):
+        raise ValueError(f"position_proposal={position_proposal!r}: choose 'rule' or 'tempered_mass'")
+    if position_proposal == "tempered_mass" and (rule != "random" or float(temperature) != float(target_temperature)):
+        raise ValueError("position_proposal='tempered_mass' is the fully adapted proposal of the random-order "
+                         "target: it needs rule='random' and a proposal temperature equal to the target's "
+                         f"(temperature == target_temperature), got rule={rule!r}, temperature={temperature}, "
+                         f"target_temperature={target_temperature}")
+
+
 @torch.no_grad()
 def smc_decode(
     denoiser: Denoiser,
@@ -153,13 +166,8 @@ def smc_decode(
     positive_int("num_runs", num_runs)
     if not 0.0 <= ess_threshold <= 1.0:
         raise ValueError(f"ess_threshold={ess_threshold}: must lie in [0, 1]")
-    if position_proposal not in ("rule", "tempered_mass"):
-        raise ValueError(f"position_proposal={position_proposal!r}: choose 'rule' or 'tempered_mass'")
+    check_position_proposal(position_proposal, rule.name, temperature, target_temperature)
     adapted = position_proposal == "tempered_mass"
-    if adapted and (rule.name != "random" or float(temperature) != float(target_temperature)):
-        raise ValueError("position_proposal='tempered_mass' is the fully adapted proposal of the random-order "
-                         f"target: it needs rule='random' and temperature == target_temperature, got "
-                         f"rule={rule.name!r}, temperature={temperature}, target_temperature={target_temperature}")
     if reference is not None and num_particles < 2:
         raise ValueError("conditional SMC (reference) needs num_particles >= 2")
     meter = denoiser if isinstance(denoiser, MeteredDenoiser) else MeteredDenoiser(denoiser)

@@ -43,7 +43,7 @@ import torch
 from dllm_mcmc._checks import nonnegative_int, positive_float, positive_int
 from dllm_mcmc.decoding import RULE_OPTIONS, Rule, decode
 from dllm_mcmc.decoding.canvas import generator_for
-from dllm_mcmc.decoding.smc import smc_decode
+from dllm_mcmc.decoding.smc import check_position_proposal, smc_decode
 from dllm_mcmc.denoisers.base import denoiser_device
 from dllm_mcmc.eval.engine import Engine
 from dllm_mcmc.mcmc import KERNELS
@@ -121,15 +121,12 @@ class Method:
             threshold = self.options.get("ess_threshold", 0.5)
             if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
                 raise ValueError(f"method {self.name!r}: ess_threshold must lie in [0, 1], got {threshold!r}")
-            proposal = self.options.get("position_proposal", "rule")
-            if proposal not in ("rule", "tempered_mass"):
-                raise ValueError(f"method {self.name!r}: position_proposal must be 'rule' or 'tempered_mass', "
-                                 f"got {proposal!r}")
-            if proposal == "tempered_mass" and (self.rule != "random" or (self.target_temperature is not None
-                                                                          and self.target_temperature
-                                                                          != self.temperature)):
-                raise ValueError(f"method {self.name!r}: position_proposal='tempered_mass' needs rule='random' "
-                                 f"and target_temperature equal to temperature")
+            try:
+                check_position_proposal(self.options.get("position_proposal", "rule"), self.rule, self.temperature,
+                                        self.temperature if self.target_temperature is None
+                                        else self.target_temperature)
+            except ValueError as error:
+                raise ValueError(f"method {self.name!r}: {error}") from None
             if self.rule == "confidence" or self.decoding_rule.tokens_per_step != 1:
                 raise ValueError(f"method {self.name!r}: smc needs a rule with an exact order law and one token "
                                  f"per step (not 'confidence'), got rule={self.rule!r}")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from dllm_mcmc.decoding.smc import SMCResult, smc_decode
+from dllm_mcmc.decoding.smc import SMCResult, check_position_proposal, smc_decode
 from dllm_mcmc.denoisers.batching import MaxRows, resolve_max_rows
 from dllm_mcmc.mcmc.kernel import TargetKernel
 from dllm_mcmc.mh import gumbel_max
@@ -56,12 +56,7 @@ class ParticleGibbs(TargetKernel):
             raise ValueError(f"num_particles={num_particles}: particle Gibbs needs at least 2")
         if not 0.0 <= ess_threshold <= 1.0:
             raise ValueError(f"ess_threshold={ess_threshold}: must lie in [0, 1]")
-        if position_proposal not in ("rule", "tempered_mass"):
-            raise ValueError(f"position_proposal={position_proposal!r}: choose 'rule' or 'tempered_mass'")
-        if position_proposal == "tempered_mass" and (target.rule.name != "random" or tau != target.target_temperature):
-            raise ValueError(f"{self.name}: position_proposal='tempered_mass' needs rule='random' and a proposal "
-                             f"temperature equal to the target's, got rule={target.rule.name!r}, τ={tau}, "
-                             f"T={target.target_temperature}")
+        check_position_proposal(position_proposal, target.rule.name, tau, target.target_temperature)
         self.position_proposal = position_proposal
         self.num_particles = num_particles
         self.ess_threshold = ess_threshold
