@@ -5,6 +5,8 @@ import torch
 
 from dllm_mcmc import decode
 from dllm_mcmc.small_model import CharTokenizer, SmallConfig, SmallDLM, load_small_model
+from dllm_mcmc.small_model.load import small_model_dir
+from dllm_mcmc.small_model.train import exchange_gap, random_order_samples
 from dllm_mcmc.small_model.train import main as train_main
 from dllm_mcmc.tasks import ALPHABET, FAMILIES
 
@@ -51,6 +53,51 @@ def test_training_lowers_the_loss_and_the_result_loads_and_decodes(tmp_path):
                   num_samples=4, generator=torch.Generator().manual_seed(0))
     assert traj.tokens.shape == (4, config["response_length"])
     assert all(isinstance(family.verify(problem, tokenizer.decode(row)), bool) for row in traj.tokens)
+
+
+class ContextFree(torch.nn.Module):
+    """Logits that depend on the position only: the conditionals of a product distribution, consistent."""
+
+    mask_id = 1
+
+    def __init__(self, length: int, vocab: int):
+        super().__init__()
+        self.table = torch.randn(length, vocab, generator=torch.Generator().manual_seed(3))
+
+    def forward(self, tokens):
+        return self.table[None].expand(tokens.shape[0], -1, -1)
+
+
+def test_exchange_gap_is_zero_for_a_joint_and_not_for_a_trained_model():
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randint(2, 8, (64, 10), generator=generator)
+    gap = exchange_gap(ContextFree(10, 8), rows, prompt_length=4, generator=generator)
+    assert gap.shape == (64,) and gap.abs().max() < 1e-5
+    model, tokenizer, config = load_small_model(small_model_dir("tasks-small"))
+    family = FAMILIES["countdown"]
+    prompts = torch.tensor([tokenizer.encode_prompt(family.format_prompt(p), config["prompt_length"])
+                            + [model.mask_id] * config["response_length"]
+                            for p in family.generate("test", 16, seed=0)])
+    torch.set_num_threads(1)
+    own = random_order_samples(model, prompts, config["prompt_length"], generator)
+    assert (own[:, config["prompt_length"]:] != model.mask_id).all() and (own[:, :20] == prompts[:, :20]).all()
+    with torch.no_grad():
+        gaps = exchange_gap(model, own, config["prompt_length"], generator)
+    assert gaps.abs().mean() > 1e-3  # a finite model's conditionals are not exactly those of one joint
+
+
+def test_fine_tuning_with_the_consistency_penalty_records_it(tmp_path):
+    torch.set_num_threads(1)
+    train_main(["--out", str(tmp_path / "base"), "--steps", "5", "--dim", "32", "--layers", "1", "--heads", "2",
+                "--batch-size", "16"])
+    train_main(["--out", str(tmp_path / "tuned"), "--steps", "12", "--batch-size", "16",
+                "--init", str(tmp_path / "base"), "--consistency", "0.5"])
+    model, _, config = load_small_model(tmp_path / "tuned")
+    assert config["architecture"]["dim"] == 32 and config["training"]["consistency"] == 0.5
+    rows = [line.split(",") for line in (tmp_path / "tuned" / "loss.csv").read_text().splitlines()[1:]]
+    assert float(rows[-1][3]) > 0  # the penalty's running mean is logged
+    with pytest.raises(ValueError, match="consistency"):
+        train_main(["--out", str(tmp_path / "x"), "--steps", "1", "--consistency", "-1"])
 
 
 def test_load_refuses_a_directory_without_weights(tmp_path):
