@@ -96,8 +96,9 @@ def _masked_token_log_probs(
 ):
     """Σ over ``counted`` positions of ``log p(x_i | canvas)``, for each of the expanded rows."""
     batch, length = tokens.shape
-    max_rows = resolve_max_rows(denoiser, max_rows, canvases.shape[1])
-    logits = forward_in_chunks(denoiser, canvases, max_rows, attention)[:, prompt_length:]
+    max_rows = resolve_max_rows(denoiser, max_rows, canvases.shape[1], logit_length=length)
+    response = torch.arange(prompt_length, canvases.shape[1], device=canvases.device)
+    logits = forward_in_chunks(denoiser, canvases, max_rows, attention, logit_positions=response)
     log_p = model_log_probs(logits, int(denoiser.mask_id)).reshape(batch, rows_per_sequence, length, -1)
     token_log_p = log_p.gather(-1, tokens[:, None, :, None].expand(-1, rows_per_sequence, -1, 1)).squeeze(-1)
     token_log_p = token_log_p.masked_fill(~counted, 0.0).sum(-1)  # [B, rows]

@@ -46,7 +46,7 @@ from pyro import poutine
 from dllm_mcmc._checks import one_of, positive_float, positive_int
 from dllm_mcmc.decoding.canvas import Prompt, canvas_attention, masked_canvas, prompt_batch
 from dllm_mcmc.decoding.config import Rule
-from dllm_mcmc.decoding.rules import NEG_INF, position_rule
+from dllm_mcmc.decoding.rules import NEG_INF, position_rule_of
 from dllm_mcmc.decoding.trajectory import Trajectory
 from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
 from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
@@ -126,7 +126,8 @@ class TemperedTarget:
         self.target_temperature = float(target_temperature)
         self.likelihood = likelihood
         self.elbo_samples = elbo_samples
-        self.max_rows = resolve_max_rows(self.denoiser, max_rows, self.prompt_length + gen_length)
+        self.max_rows = resolve_max_rows(self.denoiser, max_rows, self.prompt_length + gen_length,
+                                         logit_length=gen_length)
         self._elbo_generator = torch.Generator(device=self.device).manual_seed(seed)
 
     @property
@@ -184,7 +185,7 @@ class TemperedTarget:
     def model(self, num_rows: int = 1) -> None:
         """The Pyro program of the target: decoding at τ = 1 plus a tempering factor."""
         config = self.order_law
-        rule = position_rule(config.rule, config.position_temperature, config.position_score)
+        rule = position_rule_of(config)
         mask_id = int(self.denoiser.mask_id)
         prompt_length, length = self.prompt_length, self.gen_length
         device = self.device
@@ -193,13 +194,15 @@ class TemperedTarget:
         canvas = masked_canvas(prompts, length, mask_id)
         attention = canvas_attention(prompt_mask, length)  # None unless some prompt is left-padded
         response = canvas[:, prompt_length:]
+        response_positions = torch.arange(prompt_length, prompt_length + length, device=device)
         order = torch.empty(num_rows, length, dtype=torch.long, device=device)
         chain_rule_log_p = torch.zeros(num_rows, device=device)
         commit = 0
         with pyro.plate("rows", num_rows):
             for start, end, k in config.schedule(length):
-                logits = forward_in_chunks(self.denoiser, canvas, self.max_rows, attention)
-                log_p = model_log_probs(logits[:, prompt_length:], mask_id)
+                logits = forward_in_chunks(self.denoiser, canvas, self.max_rows, attention,
+                                           logit_positions=response_positions)
+                log_p = model_log_probs(logits, mask_id)
                 in_block = (torch.arange(length, device=device) >= start) & (torch.arange(length, device=device) < end)
                 available = (response == mask_id) & in_block
                 step_positions, step_tokens = [], []

@@ -1,5 +1,6 @@
-"""Tiny LLaDA / Dream checkpoints written here (random weights, a small tokenizer) and their
-transformers references (bidirectional Llama / Qwen2), shared by the native-model tests."""
+"""Tiny LLaDA / Dream / WeDLM checkpoints written here (random weights, a small tokenizer) and their
+transformers references (bidirectional Llama / Qwen2; causal Qwen3 / Qwen2 on reordered canvases), shared
+by the native-model tests."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 from dllm_mcmc.denoisers.native.transformer import shift_logits, token_positions
 
@@ -161,3 +170,84 @@ def canvas(seed: int = 0, batch: int = 3, length: int = 12) -> torch.Tensor:
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max())
+
+
+# -- WeDLM ---------------------------------------------------------------------------------------------
+# WeDLM-8B is a Qwen3 stack, WeDLM-7B a Qwen2.5 one, both causal: the tiny checkpoints are transformers'
+# own Qwen3ForCausalLM / Qwen2ForCausalLM written by save_pretrained, with config.json rewritten to the
+# layout of WeDLM's configuration_wedlm.py (model_type "wedlm", qk_norm, mask_token_id, rope_theta).
+
+WEDLM_VARIANTS = ("8b", "7b")
+
+
+def wedlm_reference(variant: str) -> torch.nn.Module:
+    """Qwen3 (``"8b"``: q/k norms, no biases, head_dim 24 != hidden / heads) or Qwen2 (``"7b"``: biases)
+    with 4 query heads sharing 2 key-value heads, random weights of order one."""
+    torch.manual_seed(2 if variant == "8b" else 3)
+    common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_attention_heads=4,
+                  num_key_value_heads=2, num_hidden_layers=2, tie_word_embeddings=False,
+                  attn_implementation="eager", pad_token_id=PAD, eos_token_id=EOS, bos_token_id=EOS,
+                  rms_norm_eps=1e-6, rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+    if variant == "8b":
+        model: torch.nn.Module = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=24))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(**common))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("norm.weight"):
+                parameter.copy_(1 + 0.2 * torch.randn_like(parameter))
+            else:
+                parameter.normal_(0, 0.15)
+    return model.eval()
+
+
+def wedlm_json(saved: dict, variant: str, mask: int | None = MASK) -> dict:
+    """A saved Qwen3 / Qwen2 config.json rewritten to WeDLM's layout (transformers 4.5x field names)."""
+    config = {k: v for k, v in saved.items() if k not in ("rope_parameters", "layer_types", "dtype")}
+    config.update(
+        model_type="wedlm", architectures=["WeDLMForCausalLM"],
+        auto_map={"AutoConfig": "configuration_wedlm.WeDLMConfig",
+                  "AutoModelForCausalLM": "modeling_wedlm.WeDLMForCausalLM"},
+        attention_bias=variant == "7b", qk_norm=variant == "8b", mask_token_id=mask,
+        rope_theta=saved["rope_parameters"]["rope_theta"], rope_scaling=None, torch_dtype="bfloat16",
+    )
+    return config
+
+
+def wedlm_checkpoint(tmp_path: Path, variant: str = "8b", mask: int | None = MASK,
+                     tokenizer: bool = True) -> tuple[Path, torch.nn.Module]:
+    """A WeDLM directory (``save_pretrained`` + rewritten config.json + tiny tokenizer) and its reference."""
+    model = wedlm_reference(variant)
+    folder = tmp_path / f"wedlm-{variant}"
+    model.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(wedlm_json(config, variant, mask), indent=2))
+    if tokenizer:
+        tiny_tokenizer().save_pretrained(folder)
+    return folder, model
+
+
+def wedlm_reference_logits(model: torch.nn.Module, tokens: torch.Tensor, mask_id: int = MASK,
+                           attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """WeDLM's logits by the definition, one row at a time: the row's observed tokens then its masks,
+    each with its logical position (from the first valid token), through the causal model; mask ``j``
+    reads the logits at its own slot. Zeros elsewhere. The 2-D all-ones attention mask keeps transformers
+    from reading the non-monotonic position ids as packed sequences."""
+    out = torch.zeros(*tokens.shape, VOCAB)
+    valid = torch.ones_like(tokens, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    for b in range(tokens.shape[0]):
+        first = int(valid[b].long().argmax())
+        kept = [j for j in range(tokens.shape[1]) if valid[b, j]]
+        observed = [j for j in kept if tokens[b, j] != mask_id]
+        masked = [j for j in kept if tokens[b, j] == mask_id]
+        order = observed + masked
+        if not masked:
+            continue
+        ids = tokens[b, order][None]
+        positions = torch.tensor([j - first for j in order])[None]
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions).logits[0]
+        for slot, j in enumerate(order):
+            if j in masked:
+                out[b, j] = logits[slot].float()
+    return out

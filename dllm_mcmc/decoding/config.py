@@ -3,20 +3,34 @@ and `DecodeConfig`: a rule plus the token temperature, the options of one decodi
 once, recorded with the result.
 
 The same `Rule` object is passed to `decode`, `TemperedTarget`, `sample` and the evaluation methods,
-so the five rule options are spelled once.
+so the rule options (`RULE_OPTIONS`) are spelled once.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from dllm_mcmc._checks import one_of, positive_float, positive_int
 
-RULES = ("random", "confidence", "top_prob", "margin", "entropy", "stochastic", "egi")
+RULES = ("random", "confidence", "top_prob", "margin", "entropy", "stochastic", "egi", "wedlm")
 POSITION_SCORES = ("top_prob", "margin", "entropy")
 
 
-RULE_OPTIONS = ("block_length", "tokens_per_step", "position_temperature", "position_score")
+RULE_OPTIONS = ("block_length", "tokens_per_step", "position_temperature", "position_score", "distance_penalty",
+                "window")
+
+# WeDLM's engine defaults (``SamplingParams.wedlm_pos_penalty_factor`` and ``Config.wedlm_window_size``
+# in Tencent/WeDLM), so that ``rule="wedlm"`` alone is their decoder's position rule.
+DEFAULT_DISTANCE_PENALTY = 0.02
+DEFAULT_WINDOW = 16
+
+
+def _nonnegative_float(name: str, value: object) -> float:
+    """``float(value)`` if it is a finite real number ``>= 0`` (not a bool), else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -30,12 +44,21 @@ class Rule:
         tokens_per_step: positions committed per forward pass.
         position_temperature: softmax temperature of the ``stochastic`` rule's position choice.
         position_score: the score the ``stochastic`` rule samples from.
+        distance_penalty: ``λ >= 0`` of the ``wedlm`` rule, the entropy added per position of distance
+            from the leftmost position still to be chosen.
+        window: ``W``, the ``wedlm`` rule's window: it chooses among the first ``W`` positions from the
+            leftmost one still to be chosen (within the current block).
 
     Example:
-        >>> Rule("entropy", block_length=4)
-        Rule(name='entropy', block_length=4, tokens_per_step=1, position_temperature=1.0, position_score='top_prob')
+        >>> Rule("entropy", block_length=4)  # doctest: +NORMALIZE_WHITESPACE
+        Rule(name='entropy', block_length=4, tokens_per_step=1, position_temperature=1.0, position_score='top_prob',
+             distance_penalty=0.02, window=16)
         >>> Rule.of("random") == Rule()
         True
+        >>> Rule("wedlm", window=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: window must be a positive integer, got 0
     """
 
     name: str = "random"
@@ -43,6 +66,8 @@ class Rule:
     tokens_per_step: int = 1
     position_temperature: float = 1.0
     position_score: str = "top_prob"
+    distance_penalty: float = DEFAULT_DISTANCE_PENALTY
+    window: int = DEFAULT_WINDOW
 
     def __post_init__(self) -> None:
         one_of("rule", self.name, RULES)
@@ -51,6 +76,8 @@ class Rule:
         positive_int("tokens_per_step", self.tokens_per_step)
         if self.block_length is not None:
             positive_int("block_length", self.block_length)
+        _nonnegative_float("distance_penalty", self.distance_penalty)
+        positive_int("window", self.window)
 
     @classmethod
     def of(cls, rule: str | Rule, **options) -> Rule:
@@ -87,6 +114,7 @@ class DecodeConfig:
             commit fewer).
         position_temperature: softmax temperature of the ``stochastic`` rule's position choice.
         position_score: the score the ``stochastic`` rule samples from.
+        distance_penalty, window: the ``wedlm`` rule's ``λ`` and ``W`` (see `Rule`).
         suppress_eos: never propose the denoiser's ``eos_id`` (the proposal renormalises;
             ``log_p`` still records the model's own probability).
 
@@ -101,6 +129,8 @@ class DecodeConfig:
     tokens_per_step: int = 1
     position_temperature: float = 1.0
     position_score: str = "top_prob"
+    distance_penalty: float = DEFAULT_DISTANCE_PENALTY
+    window: int = DEFAULT_WINDOW
     suppress_eos: bool = False
 
     def __post_init__(self) -> None:

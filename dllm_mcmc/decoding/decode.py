@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from dllm_mcmc._checks import positive_int
 from dllm_mcmc.decoding.canvas import Prompt, canvas_attention, generator_for, masked_canvas, prompt_batch
-from dllm_mcmc.decoding.config import RULE_OPTIONS, DecodeConfig, Rule
-from dllm_mcmc.decoding.rules import NEG_INF, position_rule, proposal_log_probs, sample_tokens
+from dllm_mcmc.decoding.config import DEFAULT_DISTANCE_PENALTY, DEFAULT_WINDOW, RULE_OPTIONS, DecodeConfig, Rule
+from dllm_mcmc.decoding.rules import NEG_INF, position_rule_of, proposal_log_probs, sample_tokens
 from dllm_mcmc.decoding.trajectory import Trajectory
 from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
 from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
@@ -53,6 +53,8 @@ def decode(
     suppress_eos: bool = False,
     progress: bool = False,
     max_rows: MaxRows = None,
+    distance_penalty: float = DEFAULT_DISTANCE_PENALTY,
+    window: int = DEFAULT_WINDOW,
 ) -> Trajectory:
     """Decode ``num_samples`` responses of ``gen_length`` tokens after ``prompt``.
 
@@ -63,9 +65,10 @@ def decode(
             denoiser gets an attention mask that hides the padding, so each row is decoded as it would
             be alone (see ``docs/decoding.md``, "Prompts of different lengths").
         gen_length: response length ``L``.
-        rule: ``random``, ``confidence``, ``top_prob``, ``margin``, ``entropy``, ``stochastic``, ``egi``, or a
-            `Rule` object carrying the rule's options (then leave ``block_length``,
-            ``tokens_per_step``, ``position_temperature``, ``position_score`` at their defaults).
+        rule: ``random``, ``confidence``, ``top_prob``, ``margin``, ``entropy``, ``stochastic``, ``egi``,
+            ``wedlm``, or a `Rule` object carrying the rule's options (then leave ``block_length``,
+            ``tokens_per_step``, ``position_temperature``, ``position_score``, ``distance_penalty``,
+            ``window`` at their defaults).
         temperature: token temperature ``τ > 0``.
         block_length: semi-autoregressive block size; must divide ``gen_length``.
         tokens_per_step: positions committed per forward call.
@@ -83,6 +86,8 @@ def decode(
             free CUDA memory, ``None`` on other devices; see `dllm_mcmc.denoisers.batching.auto_max_rows`).
             Results do not depend on it (beyond the model's batch-dependence of floating point);
             ``nfe`` counts steps, not micro-batches.
+        distance_penalty, window: the ``wedlm`` rule's ``λ`` and window ``W`` (see
+            `dllm_mcmc.decoding.rules`).
 
     Returns:
         A `Trajectory` with tokens, order, per-step ``log q`` and ``log p``, and NFE.
@@ -97,7 +102,8 @@ def decode(
         (torch.Size([3, 4]), True)
     """
     options = dict(block_length=block_length, tokens_per_step=tokens_per_step,
-                   position_temperature=position_temperature, position_score=position_score)
+                   position_temperature=position_temperature, position_score=position_score,
+                   distance_penalty=distance_penalty, window=window)
     if isinstance(rule, Rule):  # the rule's options travel inside it; keywords left at their defaults
         options = {k: v for k, v in options.items() if v != getattr(Rule(), k)}
     config = Rule.of(rule, **options).config(temperature, suppress_eos)
@@ -221,15 +227,14 @@ def _run(
     num_rows, prompt_length = prompts.shape
     device = prompts.device
     mask_id = int(denoiser.mask_id)
-    max_rows = resolve_max_rows(denoiser, max_rows, prompt_length + gen_length)
+    block = max(end - start for start, end, _ in steps)
+    max_rows = resolve_max_rows(denoiser, max_rows, prompt_length + gen_length, logit_length=block)
     suppressed = None if eos_id is None else int(eos_id)  # set only under suppress_eos
     rows = torch.arange(num_rows, device=device)[:, None]
     canvas = masked_canvas(prompts, gen_length, mask_id)
     attention = canvas_attention(prompt_mask, gen_length)  # None unless some row is left-padded
     response = canvas[:, prompt_length:]  # a view: commits write through to the canvas
-    rule = None if config.rule == "confidence" else position_rule(
-        config.rule, config.position_temperature, config.position_score
-    )
+    rule = None if config.rule == "confidence" else position_rule_of(config)
     order = torch.empty(num_rows, gen_length, dtype=torch.long, device=device)
     log_q_steps = torch.empty(num_rows, len(steps), dtype=torch.float32, device=device)
     log_p_steps = torch.empty_like(log_q_steps)
@@ -237,9 +242,11 @@ def _run(
     invalid = []  # per-step flags, checked once at the end: no host sync inside the loop
     committed = 0
     for step, (start, end, k) in enumerate(tqdm(steps, desc=f"decode[{config.rule}]", disable=not progress)):
-        logits = forward_in_chunks(denoiser, canvas, max_rows, attention)
-        log_p = model_log_probs(logits[:, prompt_length + start : prompt_length + end], mask_id)
-        del logits  # log_p is a new tensor: free the [S, N, V] logits before the next step's call
+        # logits of the current block only: the head runs there alone when the denoiser can
+        block_positions = torch.arange(prompt_length + start, prompt_length + end, device=device)
+        logits = forward_in_chunks(denoiser, canvas, max_rows, attention, logit_positions=block_positions)
+        log_p = model_log_probs(logits, mask_id)
+        del logits  # log_p is a new tensor: free the [S, block, V] logits before the next step's call
         eligible = response[:, start:end] == mask_id
         sampling = forced is None or forced[2] is not None
         forced_rows = forced_positions = None

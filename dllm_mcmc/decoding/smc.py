@@ -63,7 +63,7 @@ import torch
 from dllm_mcmc._checks import positive_float, positive_int
 from dllm_mcmc.decoding.canvas import Prompt, canvas_attention, generator_for, masked_canvas, prompt_batch
 from dllm_mcmc.decoding.config import Rule
-from dllm_mcmc.decoding.rules import position_rule, proposal_log_probs, sample_tokens
+from dllm_mcmc.decoding.rules import position_rule_of, proposal_log_probs, sample_tokens
 from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
 from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
 from dllm_mcmc.denoisers.metered import MeteredDenoiser
@@ -180,10 +180,11 @@ def smc_decode(
     prompts, prompt_mask = prompt_batch(meter, prompt, R * N)
     device, prompt_length = prompts.device, prompts.shape[1]
     generator = generator_for(generator, device)
-    max_rows = resolve_max_rows(meter, max_rows, prompt_length + gen_length)
-    mask_id = int(meter.mask_id)
     steps = rule.config().schedule(gen_length)
-    chooser = position_rule(rule.name, rule.position_temperature, rule.position_score)
+    max_rows = resolve_max_rows(meter, max_rows, prompt_length + gen_length,
+                                logit_length=max(end - start for start, end, _ in steps))
+    mask_id = int(meter.mask_id)
+    chooser = position_rule_of(rule)
     ref_tokens = ref_order = None
     if reference is not None:
         ref_tokens, ref_order = (t.to(device).reshape(-1, gen_length).expand(R, gen_length) for t in reference)
@@ -201,8 +202,9 @@ def smc_decode(
     log_position = torch.zeros(R * N, dtype=torch.float64, device=device)
     ess_steps, resampled_steps, ancestor_steps, invalid = [], [], [], []
     for step, (start, end, _) in enumerate(steps):
-        logits = forward_in_chunks(meter, canvas, max_rows, attention)
-        log_p = model_log_probs(logits[:, prompt_length + start : prompt_length + end], mask_id)  # [RN, B, V]
+        block_positions = torch.arange(prompt_length + start, prompt_length + end, device=device)
+        logits = forward_in_chunks(meter, canvas, max_rows, attention, logit_positions=block_positions)
+        log_p = model_log_probs(logits, mask_id)  # [RN, B, V]
         del logits
         eligible = canvas[:, prompt_length + start : prompt_length + end] == mask_id
         if adapted:

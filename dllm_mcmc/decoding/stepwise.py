@@ -69,7 +69,7 @@ import torch
 from dllm_mcmc._checks import boolean, one_of, positive_float, positive_int
 from dllm_mcmc.decoding.canvas import Prompt, generator_for, masked_canvas, padding_id, prompt_batch
 from dllm_mcmc.decoding.config import Rule
-from dllm_mcmc.decoding.rules import position_rule, proposal_log_probs, sample_tokens
+from dllm_mcmc.decoding.rules import position_rule_of, proposal_log_probs, sample_tokens
 from dllm_mcmc.decoding.suffix import exact_log_suffix, mean_field_log_suffix, suffix_counts
 from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
 from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
@@ -176,20 +176,22 @@ def stepwise_decode(
     device, (num_rows, prompt_length) = prompts.device, prompts.shape
     pad = padding_id(meter)
     generator = generator_for(generator, device)
-    max_rows = resolve_max_rows(meter, max_rows, prompt_length + gen_length)
+    max_rows = resolve_max_rows(meter, max_rows, prompt_length + gen_length, logit_length=gen_length)
+    response_positions = torch.arange(prompt_length, prompt_length + gen_length, device=device)
     mask_id, vocab_size, T = int(meter.mask_id), int(meter.vocab_size), float(target_temperature)
     steps = rule.config().schedule(gen_length)
     counts = suffix_counts(steps, gen_length, suffix_scope)
-    chooser = position_rule(rule.name, rule.position_temperature, rule.position_score)
+    chooser = position_rule_of(rule)
     tokens = (None if suffix == "mean_field" else
               torch.tensor([v for v in range(vocab_size) if v != mask_id], device=device))
     columns = torch.arange(gen_length, device=device)
 
     def forward(canvases: torch.Tensor) -> torch.Tensor:
         if prompt_mask is None:  # no padding: the denoiser is called without a mask
-            return forward_in_chunks(meter, canvases, max_rows)
+            return forward_in_chunks(meter, canvases, max_rows, logit_positions=response_positions)
         padding = canvases < 0  # left padding travels in the canvases as PADDING ids (see below)
-        return forward_in_chunks(meter, canvases.masked_fill(padding, pad), max_rows, ~padding)
+        return forward_in_chunks(meter, canvases.masked_fill(padding, pad), max_rows, ~padding,
+                                 logit_positions=response_positions)
 
     rows = torch.arange(num_rows, device=device)
     if prompt_mask is not None:
@@ -200,7 +202,7 @@ def stepwise_decode(
         prompts = prompts.masked_fill(~prompt_mask, PADDING)
     canvas = masked_canvas(prompts, gen_length, mask_id)
     response = canvas[:, prompt_length:]  # a view: commits write through to the canvas
-    logits = forward(canvas)[:, prompt_length:]  # [S, L, V] conditionals of the state
+    logits = forward(canvas)  # [S, L, V] conditionals of the state (response positions)
     order = torch.empty(num_rows, gen_length, dtype=torch.long, device=device)
     log_position = torch.zeros(num_rows, device=device)
     chain_log_p = torch.zeros(num_rows, device=device)
@@ -219,7 +221,7 @@ def stepwise_decode(
         invalid.append(torch.isnan(log_p.amax(-1)).any() | torch.isnan(log_q_i.amax(-1)).any())
         if step + 1 < len(steps):
             canvases, inverse = _candidate_canvases(canvas, position, candidates, prompt_length, vocab_size, dedupe)
-            candidate_logits = forward(canvases)[:, prompt_length:]  # [U, L, V]
+            candidate_logits = forward(canvases)  # [U, L, V]
             # compared, not assigned: `in_scope[low:high] = True` copies a host scalar at every step
             in_scope = (columns >= start) & (columns < end) if suffix_scope == "block" else columns >= 0
             if suffix == "mean_field":

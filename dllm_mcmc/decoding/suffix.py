@@ -89,8 +89,9 @@ def exact_log_suffix(
         in_scope: ``[L]`` bool, the response columns the suffix covers (its masked ones are summed).
         target_temperature: ``T``.
         mask_id: the mask id (never a completion token).
-        forward: canvases ``[B, P + L]`` -> logits ``[B, P + L, V]`` (e.g. chunked model calls);
-            called once per further level on the deduplicated canvases of that level.
+        forward: canvases ``[B, P + L]`` -> their response logits ``[B, L, V]`` (e.g. chunked model calls
+            that run the head on the response only); called once per further level on the deduplicated
+            canvases of that level.
         tokens: the token ids to enumerate (default: every id of the vocabulary but ``mask_id``).
         count: masked positions in scope per canvas, if known (else one host read).
     """
@@ -114,7 +115,7 @@ def exact_log_suffix(
             at = index[:, 0]
         else:
             level_rows, where = torch.unique(states.reshape(-1, width), dim=0, return_inverse=True)
-            level_logits = forward(level_rows)[:, prompt_length:]
+            level_logits = forward(level_rows)
             # a distinct state's next position: its leftmost masked position in scope (the same
             # for every state it stands for, since they are equal canvases)
             masked = (level_rows[:, prompt_length:] == mask_id) & in_scope

@@ -36,6 +36,10 @@ class Denoiser(Protocol):
     lengths, `dllm_mcmc.decoding.canvas.prompt_batch`): it is ``False`` on the padding, and a row's
     logits at its real positions must then equal those of the row alone (padding hidden from every
     query, positions counted from the row's first real token). Unpadded batches are called without it.
+
+    Optional: a denoiser with ``accepts_logit_positions = True`` also takes ``logit_positions`` (a 1-D index
+    shared by the rows) and returns logits ``[B, K, V]`` there only, running its output head at those
+    positions alone (`dllm_mcmc.denoisers.batching.forward_in_chunks`; the native models do).
     """
 
     mask_id: int

@@ -15,6 +15,12 @@ MaxRows = int | str | None
 """A micro-batching setting: a positive int, ``"auto"`` (from free device memory) or ``None`` (no split)."""
 
 
+def accepts_logit_positions(denoiser: object) -> bool:
+    """Whether ``denoiser(tokens, attention_mask, logit_positions=...)`` returns logits at those positions only
+    (an ``accepts_logit_positions = True`` attribute; the native LLaDA, Dream and WeDLM denoisers have it)."""
+    return bool(getattr(denoiser, "accepts_logit_positions", False))
+
+
 class HasVocabSize(Protocol):
     """What `row_bytes` needs of a denoiser at the least (its other widths are looked up optionally)."""
 
@@ -24,12 +30,17 @@ class HasVocabSize(Protocol):
 
 def forward_in_chunks(
     denoiser: Denoiser, tokens: torch.Tensor, max_rows: int | None = None,
-    attention_mask: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None, logit_positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Checked logits for ``tokens [B, N]`` in forward calls of at most ``max_rows`` rows.
 
     ``attention_mask [B, N]`` (``False`` on left padding, see `dllm_mcmc.decoding.canvas`) is split
     alongside the rows and passed to the denoiser; ``None`` calls ``denoiser(tokens)`` alone.
+
+    ``logit_positions`` (a 1-D index into ``[0, N)`` shared by the rows; ``None``: every position) asks
+    for logits ``[B, K, V]`` at those positions only. A denoiser that `accepts_logit_positions` runs its
+    output head there alone (for LLaDA-8B at 128 + 256 tokens the full float32 logits are ~190 MB per
+    row); any other denoiser computes every position and the positions are selected after the call.
 
     The one place forward calls are split into micro-batches (decode, the kernels and the
     likelihoods all call it). ``None`` makes one call. The parts are written into one preallocated
@@ -47,12 +58,24 @@ def forward_in_chunks(
     vocab_size = int(denoiser.vocab_size)
     if attention_mask is not None and tuple(attention_mask.shape) != (batch, length):
         raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {[batch, length]}")
+    selected = logit_positions is not None and not accepts_logit_positions(denoiser)
 
     def call(rows: slice | None) -> torch.Tensor:
         part = tokens if rows is None else tokens[rows]
-        if attention_mask is None:  # the call every unpadded batch makes
-            return denoiser(part)
-        return denoiser(part, attention_mask if rows is None else attention_mask[rows])
+        mask = attention_mask if rows is None or attention_mask is None else attention_mask[rows]
+        if logit_positions is None:
+            # the call every unpadded batch makes has the tokens alone
+            return denoiser(part) if mask is None else denoiser(part, mask)
+        if selected:
+            full = check_logits(denoiser(part) if mask is None else denoiser(part, mask), part.shape[0],
+                                tokens.shape[1], vocab_size)
+            return full.index_select(1, logit_positions)
+        return denoiser(part, mask, logit_positions=logit_positions)  # type: ignore[call-arg]
+
+    if logit_positions is not None:
+        if logit_positions.dim() != 1 or logit_positions.is_floating_point():
+            raise ValueError(f"logit_positions must be a 1-D integer tensor, got shape {tuple(logit_positions.shape)}")
+        length = logit_positions.shape[0]  # the length of the logits returned
 
     if max_rows is None or max_rows >= batch:
         return check_logits(call(None), batch, length, vocab_size)
@@ -74,16 +97,17 @@ def forward_in_chunks(
 LOGIT_BYTES = 2 + 4 + 4 + 4
 
 
-def row_bytes(denoiser: HasVocabSize, row_length: int) -> int:
+def row_bytes(denoiser: HasVocabSize, row_length: int, logit_length: int | None = None) -> int:
     """Estimated device bytes one row of ``row_length`` tokens needs during a forward call.
 
-    Per token: ``vocab × LOGIT_BYTES`` for the logits, plus one layer's activations (the residual
-    stream, query/key/value, the attention output, the gated MLP's three intermediate tensors; in
-    the parameters' dtype) and a float32 attention-score row per head (SDPA's math path). Without
-    gradients, layers free their activations as they go, so depth does not multiply them. Widths
-    come from ``denoiser.config`` (a native `ArchitectureConfig`) or ``denoiser.model.config`` (a
-    transformers config); an unknown architecture counts the logits only, doubled. An estimate for
-    choosing micro-batches, not a bound.
+    Per token with logits (``logit_length`` of them, ``None``: all ``row_length``; fewer only when the
+    denoiser `accepts_logit_positions`, otherwise it computes them all): ``vocab × LOGIT_BYTES``. Per
+    token of the row: one layer's activations (the residual stream, query/key/value, the attention
+    output, the gated MLP's three intermediate tensors; in the parameters' dtype) and a float32
+    attention-score row per head (SDPA's math path). Without gradients, layers free their activations
+    as they go, so depth does not multiply them. Widths come from ``denoiser.config`` (a native
+    `ArchitectureConfig`) or ``denoiser.model.config`` (a transformers config); an unknown architecture
+    counts the logits only, doubled. An estimate for choosing micro-batches, not a bound.
 
     >>> from dllm_mcmc.denoisers.native import ArchitectureConfig
     >>> class Llada:
@@ -92,23 +116,29 @@ def row_bytes(denoiser: HasVocabSize, row_length: int) -> int:
     ...                                 intermediate=12288, vocab=126464, mask_id=126336)
     >>> round(row_bytes(Llada(), 384) / 2**20)  # MiB per row of a 128 + 256 canvas
     711
+    >>> Llada.accepts_logit_positions = True
+    >>> round(row_bytes(Llada(), 384, logit_length=32) / 2**20)  # logits of one 32-token block only
+    117
     """
     vocab = int(denoiser.vocab_size)
+    if logit_length is None or not accepts_logit_positions(denoiser):
+        logit_length = row_length
     config = getattr(denoiser, "config", None)
     if not hasattr(config, "hidden"):
         config = getattr(getattr(denoiser, "model", None), "config", None)
     hidden = getattr(config, "hidden", None) or getattr(config, "hidden_size", None)
     if not hidden:
-        return 2 * row_length * vocab * LOGIT_BYTES
+        return 2 * logit_length * vocab * LOGIT_BYTES
     intermediate = getattr(config, "intermediate", None) or getattr(config, "intermediate_size", None) or 4 * hidden
     heads = getattr(config, "heads", None) or getattr(config, "num_attention_heads", None) or 1
     element = _parameter_bytes(denoiser)
     activations = (6 * hidden + 3 * intermediate) * element + 4 * heads * row_length
-    return row_length * (vocab * LOGIT_BYTES + activations)
+    return logit_length * vocab * LOGIT_BYTES + row_length * activations
 
 
 def auto_max_rows(
-    denoiser: HasVocabSize, row_length: int, free_bytes: int | None = None, fraction: float = 0.5
+    denoiser: HasVocabSize, row_length: int, free_bytes: int | None = None, fraction: float = 0.5,
+    logit_length: int | None = None,
 ) -> int | None:
     """Rows per forward call that fit ``fraction`` of the free device memory, by `row_bytes`.
 
@@ -125,11 +155,13 @@ def auto_max_rows(
         if device is None or device.type != "cuda":
             return None
         free_bytes, _ = torch.cuda.mem_get_info(device)
-    return max(1, int(free_bytes * fraction) // row_bytes(denoiser, row_length))
+    return max(1, int(free_bytes * fraction) // row_bytes(denoiser, row_length, logit_length))
 
 
-def resolve_max_rows(denoiser: HasVocabSize, max_rows: MaxRows, row_length: int) -> int | None:
-    """Validate a micro-batching setting and turn ``"auto"`` into a number (or ``None`` off CUDA).
+def resolve_max_rows(denoiser: HasVocabSize, max_rows: MaxRows, row_length: int,
+                     logit_length: int | None = None) -> int | None:
+    """Validate a micro-batching setting and turn ``"auto"`` into a number (or ``None`` off CUDA), counting
+    logits at ``logit_length`` positions per row (``None``: all; see `row_bytes`).
 
     >>> from dllm_mcmc import ExactDenoiser
     >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
@@ -139,7 +171,7 @@ def resolve_max_rows(denoiser: HasVocabSize, max_rows: MaxRows, row_length: int)
     if max_rows is None:
         return None
     if max_rows == "auto":
-        return auto_max_rows(denoiser, row_length)
+        return auto_max_rows(denoiser, row_length, logit_length=logit_length)
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
         raise ValueError(f"max_rows must be a positive integer, 'auto' or None, got {max_rows!r}")
     return max_rows

@@ -5,7 +5,7 @@ Three kinds load offline, told apart by `model_kind`:
 - ``"small"``: a bundled model name (``tasks-small``) or a directory written by
   `dllm_mcmc.small_model.train` (character tokenizer, prompts left-padded to the trained prompt
   length, response length from training);
-- ``"native"``: a LLaDA or Dream checkpoint directory, read natively from its safetensors
+- ``"native"``: a LLaDA, Dream or WeDLM checkpoint directory, read natively from its safetensors
   (`dllm_mcmc.denoisers.native`; no code from the directory runs);
 - ``"transformers"``: any other directory with a ``config.json``, through
   `HFDenoiser.from_pretrained` (an ``AutoModelForMaskedLM``).
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from dllm_mcmc.denoisers.hf import HFDenoiser
 
 MODEL_KINDS = ("small", "native", "transformers")
+NATIVE_OPTIONS = frozenset({"mask_id", "kv_cache"})
 
 
 class LoadedModel(NamedTuple):
@@ -62,13 +63,14 @@ def load_model(
     """Load a model by bundled name or local path as ``(denoiser, codec)``.
 
     Args:
-        name_or_path: a bundled model (``"tasks-small"``), a trained small-model directory, a LLaDA or
-            Dream directory (native), or a transformers masked-LM directory.
+        name_or_path: a bundled model (``"tasks-small"``), a trained small-model directory, a LLaDA, Dream
+            or WeDLM directory (native), or a transformers masked-LM directory.
         dtype: parameter dtype (or its name, ``"bfloat16"``); ``None``: as stored. Native and
             transformers directories only (the bundled model runs in float32).
         device: where the parameters go (``None``: CPU).
         options: further options of `HFDenoiser.from_pretrained` (``shift_logits``, ``mask_id``) for
-            transformers directories; refused for the other kinds.
+            transformers directories; ``mask_id`` (any native directory) and ``kv_cache`` (WeDLM) of
+            `load_native` for native ones; refused for the small model.
 
     Nothing is downloaded. Raises ``ValueError`` naming the path and the bad option.
 
@@ -98,10 +100,11 @@ def load_model(
     path = Path(name_or_path)
     denoiser: NativeDenoiser | HFDenoiser
     if kind == "native":
-        if options:
-            raise ValueError(f"{', '.join(sorted(options))}: not options of the LLaDA / Dream directory "
-                             f"{str(path)!r} (it takes dtype and device)")
-        denoiser = load_native(path, dtype=dtype, device=device)
+        unknown = sorted(set(options) - NATIVE_OPTIONS)
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not options of the native directory {str(path)!r} "
+                             f"(it takes dtype, device, {', '.join(sorted(NATIVE_OPTIONS))})")
+        denoiser = load_native(path, dtype=dtype, device=device, **options)
     else:
         from dllm_mcmc.denoisers.hf import HFDenoiser
 

@@ -41,12 +41,16 @@ class MeteredDenoiser:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def __call__(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 logit_positions: torch.Tensor | None = None) -> torch.Tensor:
         sync = self.synchronize and tokens.is_cuda
         if sync:
             torch.cuda.synchronize(tokens.device)
         start = time.perf_counter()
-        logits = self.inner(tokens, attention_mask)
+        if logit_positions is None:
+            logits = self.inner(tokens, attention_mask)
+        else:  # only reached when the inner denoiser accepts it (see `accepts_logit_positions`)
+            logits = self.inner(tokens, attention_mask, logit_positions=logit_positions)
         if sync:
             torch.cuda.synchronize(tokens.device)
         self.seconds += time.perf_counter() - start

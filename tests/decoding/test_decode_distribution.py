@@ -28,7 +28,7 @@ def test_random_order_at_temperature_one_samples_the_joint(toy):
     assert tv < 0.02, tv
 
 
-@pytest.mark.parametrize("rule", ["top_prob", "margin", "entropy", "stochastic"])
+@pytest.mark.parametrize("rule", ["top_prob", "margin", "entropy", "stochastic", "egi", "wedlm"])
 def test_state_based_rules_at_temperature_one_sample_the_joint(toy, rule):
     traj = decode(toy, None, 4, rule=rule, temperature=1.0, block_length=2,
                   num_samples=NUM_SAMPLES, generator=seeded(1))

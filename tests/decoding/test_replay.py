@@ -12,7 +12,7 @@ from conftest import seeded
 
 from dllm_mcmc import ExactDenoiser, decode, replay
 
-EXACT_RULES = ["random", "top_prob", "stochastic", "margin", "entropy", "egi"]
+EXACT_RULES = ["random", "top_prob", "stochastic", "margin", "entropy", "egi", "wedlm"]
 
 
 def _score(probs: list[float], name: str) -> float:
@@ -45,6 +45,12 @@ def reference_log_q(toy, row_tokens, row_order, rule, temperature, block_length,
                     keys = {i: _score(probs[i], position_score) / position_temperature for i in masked}
                     top = max(keys.values())
                     total += keys[j] - top - math.log(sum(math.exp(v - top) for v in keys.values()))
+                elif rule == "wedlm":  # lowest H + 0.02·distance within 16 of the leftmost unchosen (defaults)
+                    leftmost = min(masked)
+                    scores = {i: _score(probs[i], "entropy") - 0.02 * (i - leftmost) for i in masked
+                              if i - leftmost < 16}
+                    if j not in scores or scores[j] < max(scores.values()):
+                        total = -math.inf
                 else:
                     name = rule
                     if rule == "egi":  # the block's first commit at the highest entropy, then top_prob

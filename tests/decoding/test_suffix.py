@@ -84,7 +84,8 @@ def test_exact_with_a_prompt_costs_m_minus_one_forward_calls():
     canvases = torch.tensor([[2, 0, m, 1, m, m], [2, 0, m, 2, m, m], [2, 0, m, 2, m, m]])
     counting = CountingDenoiser(toy)
     in_scope = torch.ones(4, dtype=torch.bool)
-    exact = exact_log_suffix(canvases, toy(canvases)[:, 2:], in_scope, 0.6, m, forward=counting, count=3)
+    exact = exact_log_suffix(canvases, toy(canvases)[:, 2:], in_scope, 0.6, m,
+                             forward=lambda rows: counting(rows)[:, 2:], count=3)
     expected = [_brute_log_suffix(toy, canvas, in_scope, 0.6) for canvas in canvases]
     assert torch.allclose(exact, torch.tensor(expected, dtype=torch.float64), atol=1e-5)
     # m = 3 masked positions: levels 1 and 2 need calls, over the distinct canvases (2 states × 3, × 9)

@@ -315,3 +315,21 @@ def test_hf_denoiser_refuses_an_uninitialised_rotary_buffer():
     buffer[1] = float("nan")  # one bad entry is enough
     with pytest.raises(ValueError, match="1 of"):
         HFDenoiser(model, mask_id=MASK)
+
+
+@pytest.mark.parametrize("kind", ["llada", "dream"])
+def test_logit_positions_give_the_same_logits(tmp_path, kind):
+    """The head at ``K`` indices only equals those columns of the full logits, shift rule included (Dream:
+    index 0 and each row's first valid token keep their own logits)."""
+    path, _ = checkpoint(tmp_path, kind)
+    denoiser = load_native(path)
+    tokens = canvas(8)
+    index = torch.tensor([0, 11, 1, 6, 6, 3])
+    full = denoiser(tokens)
+    part = denoiser(tokens, logit_positions=index)
+    assert part.shape == (3, 6, VOCAB) and max_diff(part, full[:, index]) < 1e-5
+    mask = torch.ones_like(tokens)
+    mask[0, :3], mask[1, :1] = 0, 0  # first valid tokens at 3, 1 and 0
+    padded = denoiser(tokens, mask, logit_positions=index)
+    assert max_diff(padded, denoiser(tokens, mask)[:, index]) < 1e-5
+    assert denoiser(tokens, logit_positions=index[:0]).shape == (3, 0, VOCAB)

@@ -188,6 +188,8 @@ def test_every_shipped_config_is_valid():
         assert [Method.from_config(m).name for m in config["methods"]]
         assert set(config["tasks"]) <= set(FAMILIES) | set(BENCHMARKS), path
     paper = [load_config(p) for p in paths if p.parent.name == "paper"]
-    assert {m["name"] for c in paper for m in c["methods"]} == {"random", "confidence", "imh", "stepwise"}
+    # every paper config compares these four; the WeDLM configs add WeDLM's own decoding rule
+    assert {m["name"] for c in paper for m in c["methods"]} == {"random", "confidence", "imh", "stepwise", "wedlm"}
+    assert all({"random", "confidence", "imh", "stepwise"} <= {m["name"] for m in c["methods"]} for c in paper)
     assert {t for c in paper for t in c["tasks"]} == {"humaneval", "mbpp", "math500", "aime24", "aime25"}
     assert all(c["gen_length"] == (512 if "aime24" in c["tasks"] else 256) for c in paper)

@@ -328,7 +328,8 @@ def test_exact_suffix_with_a_prompt():
     toy = ExactDenoiser.random(vocab_size=3, length=3, seed=2, prompt=prompt)
     m = toy.mask_id
     canvases = torch.tensor([[1, m, 0, m], [1, m, 2, m], [1, 1, m, m]])
-    exact = exact_log_suffix(canvases, toy(canvases)[:, 1:], torch.ones(3, dtype=torch.bool), 0.7, m, forward=toy)
+    exact = exact_log_suffix(canvases, toy(canvases)[:, 1:], torch.ones(3, dtype=torch.bool), 0.7, m,
+                             forward=lambda rows: toy(rows)[:, 1:])
     expected = [_brute_log_suffix(toy, fixed, 0.7) for fixed in ({1: 0}, {1: 2}, {0: 1})]
     assert torch.allclose(exact, torch.tensor(expected, dtype=torch.float64), atol=1e-5)
 

@@ -1,10 +1,11 @@
-"""`load_native`: a LLaDA or Dream checkpoint directory as a `Denoiser`, without transformers' remote code.
+"""`load_native`: a LLaDA, Dream or WeDLM checkpoint directory as a `Denoiser`, without remote code.
 
 The architecture is recognised from ``config.json`` (``model_type`` or ``architectures``), the
 weights are read from local safetensors into a `BidirectionalTransformer` built on the ``meta``
 device (no random initialisation of 8B parameters, no second copy), and the tokenizer, when its
 files are there, is loaded by transformers' built-in classes only (``trust_remote_code=False``):
-tokenizers are data, and Dream's ``tokenization_dream.py`` is never imported.
+tokenizers are data, and Dream's ``tokenization_dream.py`` is never imported. LLaDA and Dream give a
+`NativeDenoiser`, WeDLM a `WeDLMDenoiser` (causal stack, reordered canvases, prefix cache).
 
 Example:
     >>> denoiser = load_native("/models/LLaDA-8B-Instruct", dtype=torch.bfloat16, device="cuda")  # doctest: +SKIP
@@ -22,18 +23,24 @@ from typing import Any
 
 import torch
 
-from dllm_mcmc.denoisers.native import dream, llada
+from dllm_mcmc.denoisers.native import dream, llada, wedlm
 from dllm_mcmc.denoisers.native.checkpoint import CheckpointError, load_tensors, read_config, stored_dtype
-from dllm_mcmc.denoisers.native.transformer import ArchitectureConfig, BidirectionalTransformer
+from dllm_mcmc.denoisers.native.transformer import BidirectionalTransformer
+from dllm_mcmc.denoisers.native.wedlm import WeDLMDenoiser
+from dllm_mcmc.denoisers.native.wrapper import NativeDenoiser
 
-ARCHITECTURES: dict[str, ModuleType] = {"llada": llada, "dream": dream}
+ARCHITECTURES: dict[str, ModuleType] = {"llada": llada, "dream": dream, "wedlm": wedlm}
+_LABELS = {"llada": "LLaDA", "dream": "Dream", "wedlm": "WeDLM"}
 
 
 def architecture_of(config: dict) -> str | None:
-    """``"llada"``, ``"dream"`` or ``None``, from a ``config.json``'s ``model_type`` or ``architectures``.
+    """``"llada"``, ``"dream"``, ``"wedlm"`` or ``None``, from a ``config.json``'s ``model_type`` or
+    ``architectures``.
 
     >>> architecture_of({"model_type": "Dream"}), architecture_of({"architectures": ["LLaDAModelLM"]})
     ('dream', 'llada')
+    >>> architecture_of({"model_type": "wedlm", "architectures": ["WeDLMForCausalLM"]})
+    'wedlm'
     """
     for name, module in ARCHITECTURES.items():
         if config.get("model_type") in module.MODEL_TYPES:
@@ -44,7 +51,7 @@ def architecture_of(config: dict) -> str | None:
 
 
 def is_native_checkpoint(path: str | Path) -> bool:
-    """Whether ``path`` is a directory whose ``config.json`` names LLaDA or Dream."""
+    """Whether ``path`` is a directory whose ``config.json`` names LLaDA, Dream or WeDLM."""
     path = Path(path)
     if not (path / "config.json").is_file():
         return False
@@ -52,36 +59,6 @@ def is_native_checkpoint(path: str | Path) -> bool:
         return architecture_of(read_config(path)) is not None
     except (ValueError, OSError):
         return False
-
-
-class NativeDenoiser:
-    """A `BidirectionalTransformer` with its tokenizer: ``denoiser(tokens, attention_mask) -> float32 logits``.
-
-    Attributes:
-        model: the module (eval mode, no gradients); architecture: ``"llada"`` or ``"dream"``;
-        config: its `ArchitectureConfig`; tokenizer: a transformers tokenizer or ``None``;
-        mask_id, eos_id, pad_id, vocab_size: from ``config.json``.
-    """
-
-    def __init__(self, model: BidirectionalTransformer, tokenizer=None, architecture: str | None = None) -> None:
-        self.model = model.eval().requires_grad_(False)
-        self.tokenizer = tokenizer
-        self.architecture = architecture
-        self.config: ArchitectureConfig = model.config
-        self.mask_id, self.eos_id, self.pad_id = model.mask_id, model.eos_id, model.pad_id
-        self.vocab_size = model.vocab_size
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.embed.weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.embed.weight.dtype
-
-    @torch.no_grad()
-    def __call__(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model(tokens, attention_mask)
 
 
 @contextmanager
@@ -104,7 +81,7 @@ def load_tokenizer(path: str | Path, architecture: str | None = None):
 
     ``AutoTokenizer`` comes first. A ``tokenizer_config.json`` naming a class that only remote code
     defines (Dream's ``DreamTokenizer``) makes it refuse; then the files are read by the built-in class
-    they fit: ``tokenizer.json`` by ``PreTrainedTokenizerFast``, Dream's ``vocab.json`` + ``merges.txt``
+    they fit: ``tokenizer.json`` by ``PreTrainedTokenizerFast``, Dream's or WeDLM's ``vocab.json`` + ``merges.txt``
     (Qwen2's byte-level BPE) by ``Qwen2Tokenizer``. Special tokens and the chat template come from
     ``tokenizer_config.json`` either way.
     """
@@ -119,7 +96,7 @@ def load_tokenizer(path: str | Path, architecture: str | None = None):
     fallbacks: list[Any] = []  # tokenizer classes, each with a from_pretrained
     if (path / "tokenizer.json").is_file():
         fallbacks.append(transformers.PreTrainedTokenizerFast)
-    if architecture == "dream" and (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
+    if architecture in ("dream", "wedlm") and (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
         fallbacks.append(getattr(transformers, "Qwen2TokenizerFast", None) or transformers.Qwen2Tokenizer)
     first_error = None
     for cls in [transformers.AutoTokenizer, *fallbacks]:
@@ -136,14 +113,21 @@ def load_native(
     path: str | Path,
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
+    mask_id: int | None = None,
+    kv_cache: bool | None = None,
 ) -> NativeDenoiser:
-    """Load a LLaDA or Dream directory (``config.json``, safetensors weights, tokenizer files if any).
+    """Load a LLaDA, Dream or WeDLM directory (``config.json``, safetensors weights, tokenizer files if any).
 
     Args:
         path: the local directory; nothing is downloaded and no code in it is run.
         dtype: parameter dtype, or its name (``"bfloat16"``, as run configs give it); ``None``: the dtype
             the embedding is stored in. Logits are always float32.
         device: where the parameters go (``None``: CPU); tensors are read straight onto it.
+        mask_id: the mask token's id, instead of ``config.json``'s ``mask_token_id``. WeDLM's released
+            configs leave it null; without this argument WeDLM then gets
+            `dllm_mcmc.denoisers.native.wedlm.FALLBACK_MASK_ID` (151665, what WeDLM's engine uses), with a
+            warning. ``denoiser.mask_id_source`` says which: ``"argument"``, ``"config"`` or ``"fallback"``.
+        kv_cache: WeDLM only: the exact prefix cache of `WeDLMDenoiser` (``None``: on).
 
     Raises:
         ValueError: an unknown architecture, an unsupported option, or a checkpoint that does not
@@ -153,6 +137,9 @@ def load_native(
         >>> denoiser = load_native("/models/Dream-v0-Instruct-7B", torch.bfloat16, "cuda")  # doctest: +SKIP
         >>> denoiser.config.kv_heads, denoiser.config.shift_logits                          # doctest: +SKIP
         (4, True)
+        >>> wedlm = load_native("/models/WeDLM-8B-Instruct", "bfloat16", "cuda")            # doctest: +SKIP
+        >>> wedlm.mask_id, wedlm.mask_id_source                                             # doctest: +SKIP
+        (151665, 'fallback')
     """
     path = Path(path)
     if isinstance(dtype, str):
@@ -163,12 +150,18 @@ def load_native(
     raw = read_config(path)
     architecture = architecture_of(raw)
     if architecture is None:
-        raise ValueError(
-            f"{path}: config.json describes model_type={raw.get('model_type')!r}, "
-            f"architectures={raw.get('architectures')!r}; the native loader knows LLaDA "
-            f"({', '.join(llada.MODEL_TYPES + llada.ARCHITECTURES)}) and Dream "
-            f"({', '.join(dream.MODEL_TYPES + dream.ARCHITECTURES)})"
-        )
+        known = ", ".join(f"{_LABELS[name]} ({', '.join(module.MODEL_TYPES + module.ARCHITECTURES)})"
+                          for name, module in ARCHITECTURES.items())
+        raise ValueError(f"{path}: config.json describes model_type={raw.get('model_type')!r}, "
+                         f"architectures={raw.get('architectures')!r}; the native loader knows {known}")
+    if kv_cache is not None and architecture != "wedlm":
+        raise ValueError(f"kv_cache: only WeDLM directories have a prefix cache ({path} is {_LABELS[architecture]})")
+    if mask_id is not None:
+        if isinstance(mask_id, bool) or not isinstance(mask_id, int) or mask_id < 0:
+            raise ValueError(f"mask_id: expected a non-negative int, got {mask_id!r}")
+        raw, source = {**raw, "mask_token_id": mask_id}, "argument"
+    else:
+        source = wedlm.mask_id_source(raw)
     spec = ARCHITECTURES[architecture]
     config = spec.architecture_config(raw)
     names = spec.tensor_names(config)
@@ -183,8 +176,14 @@ def load_native(
         dtype = stored_dtype(path, embedding)
     tensors = load_tensors(path, names, shapes, dtype=dtype, device=device)
     model.load_state_dict(tensors, strict=True, assign=True)
-    return NativeDenoiser(model, load_tokenizer(path, architecture), architecture)
+    tokenizer = load_tokenizer(path, architecture)
+    if architecture != "wedlm":
+        return NativeDenoiser(model, tokenizer, architecture, source)
+    if source == "fallback":
+        warnings.warn(f"{path}: config.json has no mask_token_id; using {config.mask_id}, the id WeDLM's engine "
+                      f"falls back to (pass mask_id= to choose another)", stacklevel=2)
+    return WeDLMDenoiser(model, tokenizer, architecture, source, kv_cache=True if kv_cache is None else kv_cache)
 
 
-__all__ = ["ARCHITECTURES", "CheckpointError", "NativeDenoiser", "architecture_of", "is_native_checkpoint",
-           "load_native", "load_tokenizer"]
+__all__ = ["ARCHITECTURES", "CheckpointError", "NativeDenoiser", "WeDLMDenoiser", "architecture_of",
+           "is_native_checkpoint", "load_native", "load_tokenizer"]

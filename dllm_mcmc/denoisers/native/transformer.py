@@ -1,17 +1,21 @@
-"""The bidirectional decoder-only transformer shared by LLaDA and Dream, in plain torch.
+"""The decoder-only transformer shared by LLaDA, Dream and WeDLM, in plain torch.
 
-Both released 7-8B masked diffusion LMs are autoregressive decoder architectures run without the
-causal mask: LLaDA (Nie et al. 2025, "Large Language Diffusion Models", arXiv 2502.09992) is a
+The first two released 7-8B masked diffusion LMs are autoregressive decoder architectures run without
+the causal mask: LLaDA (Nie et al. 2025, "Large Language Diffusion Models", arXiv 2502.09992) is a
 Llama-style stack (RMSNorm, rotary positions, SiLU-gated MLP, no biases), Dream (Ye et al. 2025,
 "Dream 7B: Diffusion Large Language Models", arXiv 2508.15487) is Qwen2.5-7B's stack (the same, plus
 query/key/value biases and grouped-query attention) that keeps the autoregressive convention that
-the logits computed at position ``j - 1`` predict token ``j``.
+the logits computed at position ``j - 1`` predict token ``j``. WeDLM (Liu et al. 2025, arXiv
+2512.22737) keeps its base model's causal attention (``causal=True``) and, in its Qwen3 variant, the
+per-head RMSNorm of queries and keys (``qk_norm=True``); its any-order decoding is a reordering of the
+input built on top of this stack (`dllm_mcmc.denoisers.native.wedlm`).
 
 Numerics follow the reference implementations: RMSNorm normalises in float32 and scales in the
 model dtype; rotary angles are built in float32 from the positions at every call (there is no
 ``inv_freq`` buffer that a loader could leave uninitialised) and the rotation is applied in float32
-(LLaDA's ``rope_full_precision``); attention is `scaled_dot_product_attention`, non-causal, with a
-key-padding mask.
+(LLaDA's ``rope_full_precision``); ``qk_norm`` normalises each query and key head over ``head_dim``
+before the rotation, as Qwen3 does; attention is `scaled_dot_product_attention`, with a key-padding
+mask, non-causal unless ``config.causal``.
 
 Positions and padding: without an ``attention_mask`` position ``j`` is ``j``. With one, positions
 count from each row's first valid token (``cumsum(mask) - 1``, as Dream's own generation code does),
@@ -19,7 +23,17 @@ padded keys are hidden from every query, and for shifted models the first valid 
 own logits (as position 0 does unpadded). A left-padded row then yields, at its valid positions,
 the logits of the same row unpadded: what the samplers rely on when they batch prompts of different
 lengths (a list of prompts, see ``docs/decoding.md``). LLaDA's own code counts positions from column 0
-of the padded row; the two agree whenever there is no padding.
+of the padded row; the two agree whenever there is no padding. A causal stack with padding hides padded
+keys too, each query still seeing itself. Explicit per-row ``positions`` replace this rule (WeDLM passes
+each token's logical position while the tokens sit in another order).
+
+Logits only where needed: ``logit_positions`` (a 1-D index shared by all rows) runs the final norm and
+the output head at those sequence indices only and returns ``[B, K, V]``; for LLaDA-8B at 128 + 256
+tokens the full float32 logits are about 194 MB (185 MiB) per row.
+
+A causal stack can keep each layer's keys and values (``keep_kv``) and take them back (``past``), so a
+prefix computed once is not recomputed (`BidirectionalTransformer.hidden_states`,
+`dllm_mcmc.denoisers.native.prefix_cache`).
 
 Example:
     >>> config = ArchitectureConfig(hidden=16, layers=1, heads=2, kv_heads=1, head_dim=8,
@@ -41,7 +55,7 @@ from torch.nn import functional as F
 
 @dataclass(frozen=True)
 class ArchitectureConfig:
-    """The shape and constants of a bidirectional decoder-only stack.
+    """The shape and constants of a decoder-only stack (bidirectional unless ``causal``).
 
     Attributes:
         hidden: model width; layers: blocks; heads / kv_heads: query and key-value heads (grouped-query
@@ -49,7 +63,9 @@ class ArchitectureConfig:
         vocab: rows of the embedding and of the output head (the logits' last dimension);
         rope_theta: rotary base; rms_eps: RMSNorm epsilon; qkv_bias: biases on the query, key and value
         projections (Dream); shift_logits: output position ``j`` reads the logits computed at ``j - 1``
-        (Dream); mask_id, eos_id, pad_id: the special ids.
+        (Dream); qk_norm: per-head RMSNorm (over ``head_dim``, weights ``[head_dim]``) of queries and keys
+        before the rotation (Qwen3, WeDLM-8B); causal: each position attends to itself and the positions
+        before it (WeDLM); mask_id, eos_id, pad_id: the special ids.
     """
 
     hidden: int
@@ -64,6 +80,8 @@ class ArchitectureConfig:
     rms_eps: float = 1e-5
     qkv_bias: bool = False
     shift_logits: bool = False
+    qk_norm: bool = False
+    causal: bool = False
     eos_id: int | None = None
     pad_id: int | None = None
 
@@ -129,6 +147,42 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return (x32 * cos + torch.cat([-second, first], dim=-1) * sin).to(x.dtype)
 
 
+KeyValues = tuple[torch.Tensor, torch.Tensor]
+"""One layer's keys and values, ``[B, kv_heads, S, head_dim]`` each, keys already rotated."""
+
+
+def causal_mask(queries: int, past: int, device: torch.device) -> torch.Tensor:
+    """``[queries, past + queries]`` bool: query ``i`` (sequence index ``past + i``) sees keys ``<= past + i``.
+
+    >>> causal_mask(2, 1, torch.device("cpu")).int().tolist()
+    [[1, 1, 0], [1, 1, 1]]
+    """
+    keys = torch.arange(past + queries, device=device)
+    return keys[None, :] <= past + torch.arange(queries, device=device)[:, None]
+
+
+def attention_bias(length: int, attention_mask: torch.Tensor | None, causal: bool, past: int = 0,
+                   device: torch.device | None = None) -> tuple[torch.Tensor | None, bool]:
+    """The ``attn_mask`` and ``is_causal`` arguments of `scaled_dot_product_attention` for one stack call.
+
+    Bidirectional: padded keys hidden (``[B, 1, 1, N]``) or nothing. Causal without padding or past: SDPA's
+    own causal flag. Causal with padding: causal and padded keys hidden, each query always seeing itself
+    so a padded query's softmax is never empty (an empty one would give NaN, and NaN times a zero weight
+    is still NaN in the next layer). Causal after ``past`` cached keys: `causal_mask`, no padding.
+    """
+    if not causal:
+        return (None if attention_mask is None else attention_mask.bool()[:, None, None, :]), False
+    if past:
+        if attention_mask is not None:
+            raise ValueError("attention_mask: not supported together with cached keys (past)")
+        return causal_mask(length, past, device or torch.device("cpu")), False
+    if attention_mask is None:
+        return None, True
+    allowed = causal_mask(length, 0, attention_mask.device)
+    keys = attention_mask.bool()[:, None, None, :]
+    return (allowed & keys) | torch.eye(length, dtype=torch.bool, device=attention_mask.device), False
+
+
 class Attention(nn.Module):
     def __init__(self, config: ArchitectureConfig) -> None:
         super().__init__()
@@ -137,21 +191,31 @@ class Attention(nn.Module):
         self.k = nn.Linear(config.hidden, config.kv_heads * config.head_dim, bias=config.qkv_bias)
         self.v = nn.Linear(config.hidden, config.kv_heads * config.head_dim, bias=config.qkv_bias)
         self.o = nn.Linear(config.heads * config.head_dim, config.hidden, bias=False)
+        # Registered only when used, so LLaDA / Dream state dicts keep exactly their tensors.
+        self.q_norm = RMSNorm(config.head_dim, config.rms_eps) if config.qk_norm else None
+        self.k_norm = RMSNorm(config.head_dim, config.rms_eps) if config.qk_norm else None
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                key_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
+                is_causal: bool = False, past: KeyValues | None = None) -> tuple[torch.Tensor, KeyValues]:
         batch, length, _ = x.shape
-        q = self.q(x).view(batch, length, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k(x).view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+        q = self.q(x).view(batch, length, self.heads, self.head_dim)
+        k = self.k(x).view(batch, length, self.kv_heads, self.head_dim)
         v = self.v(x).view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        if self.q_norm is not None and self.k_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)  # per head, before the rotation (Qwen3)
+        q, k = _rotate(q.transpose(1, 2), cos, sin), _rotate(k.transpose(1, 2), cos, sin)
+        if past is not None:
+            # A past shared by every row may come with batch 1: expand is a view, cat copies once.
+            k = torch.cat([past[0].expand(batch, -1, -1, -1), k], dim=2)
+            v = torch.cat([past[1].expand(batch, -1, -1, -1), v], dim=2)
+        present = (k, v)
         if self.kv_heads != self.heads:
             # Query head h reads key-value head h // group (the grouping of Llama, Qwen2 and OLMo);
             # repeating works on every supported torch, unlike SDPA's enable_gqa (torch >= 2.5).
             group = self.heads // self.kv_heads
             k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=False)
-        return self.o(out.transpose(1, 2).reshape(batch, length, self.heads * self.head_dim))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        return self.o(out.transpose(1, 2).reshape(batch, length, self.heads * self.head_dim)), present
 
 
 class GatedMLP(nn.Module):
@@ -173,18 +237,20 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(config.hidden, config.rms_eps)
         self.mlp = GatedMLP(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                key_mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, key_mask)
-        return x + self.mlp(self.mlp_norm(x))
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
+                is_causal: bool = False, past: KeyValues | None = None) -> tuple[torch.Tensor, KeyValues]:
+        attended, present = self.attn(self.attn_norm(x), cos, sin, mask, is_causal, past)
+        x = x + attended
+        return x + self.mlp(self.mlp_norm(x)), present
 
 
 class BidirectionalTransformer(nn.Module):
     """Embedding, pre-norm blocks, final RMSNorm and an untied output head; itself a `Denoiser`.
 
     ``model(tokens [B, N], attention_mask [B, N] or None) -> float32 logits [B, N, vocab]``, position
-    ``j`` predicting token ``j`` (shifted models are unshifted here). The forward pass has no
-    host-device synchronisation and no branching on tensor values.
+    ``j`` predicting token ``j`` (shifted models are unshifted here). Bidirectional unless
+    ``config.causal`` (the name is kept from when it was only LLaDA's and Dream's; `Transformer` is the
+    same class). The forward pass has no host-device synchronisation and no branching on tensor values.
     """
 
     def __init__(self, config: ArchitectureConfig) -> None:
@@ -197,17 +263,83 @@ class BidirectionalTransformer(nn.Module):
         self.norm = RMSNorm(config.hidden, config.rms_eps)
         self.head = nn.Linear(config.hidden, config.vocab, bias=False)
 
-    def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        cos, sin = rotary_angles(token_positions(tokens, attention_mask), self.config.head_dim,
-                                 self.config.rope_theta)
-        key_mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
+    def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                positions: torch.Tensor | None = None,
+                logit_positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Float32 logits ``[B, N, V]``, or ``[B, K, V]`` at the ``K`` sequence indices ``logit_positions``.
+
+        Args:
+            tokens: ``[B, N]`` ids.
+            attention_mask: ``[B, N]``, ``False`` / 0 on left padding (hidden from every query).
+            positions: ``[B or 1, N]`` rotary positions; ``None``: `token_positions`.
+            logit_positions: a 1-D LongTensor of indices in ``[0, N)`` shared by all rows; output ``k``
+                is what output ``logit_positions[k]`` of the full call would be (for a shifted model the
+                head runs at the index before it, under `shift_logits`' rule). Only those rows of the
+                head are computed. Indices are not range-checked here (that would read the device).
+        """
+        if positions is None:
+            positions = token_positions(tokens, attention_mask)
+        hidden, _ = self.hidden_states(tokens, positions, attention_mask)
+        if logit_positions is None:
+            logits = self.head(self.norm(hidden)).float()
+            return shift_logits(logits, attention_mask) if self.config.shift_logits else logits
+        sources = logit_sources(logit_positions, attention_mask) if self.config.shift_logits else logit_positions
+        return self.logits_at(hidden, sources)
+
+    def hidden_states(self, tokens: torch.Tensor, positions: torch.Tensor,
+                      attention_mask: torch.Tensor | None = None, *, past: list[KeyValues] | None = None,
+                      keep_kv: bool = False) -> tuple[torch.Tensor, list[KeyValues]]:
+        """The last block's output ``[B, N, hidden]`` (before the final norm) and, if ``keep_kv``, each layer's
+        keys and values (``[]`` otherwise: holding them all would keep every layer's memory alive).
+
+        ``past``: per layer, the keys and values of ``S`` tokens before ``tokens`` (batch ``B`` or 1, a
+        causal stack only); ``tokens`` are then sequence indices ``S..S+N-1``, and the kept keys and values
+        cover all ``S + N``. ``positions`` are the rotary positions of ``tokens`` only.
+        """
+        if past is not None and not self.config.causal:
+            raise ValueError("past: cached keys and values need a causal stack (config.causal)")
+        past_length = 0 if not past else past[0][0].shape[2]
+        cos, sin = rotary_angles(positions, self.config.head_dim, self.config.rope_theta)
+        mask, is_causal = attention_bias(tokens.shape[1], attention_mask, self.config.causal, past_length,
+                                         tokens.device)
         x = self.embed(tokens)
-        for block in self.blocks:
-            x = block(x, cos, sin, key_mask)
-        logits = self.head(self.norm(x)).float()
-        if self.config.shift_logits:
-            logits = shift_logits(logits, attention_mask)
-        return logits
+        kept: list[KeyValues] = []
+        for i, block in enumerate(self.blocks):
+            x, present = block(x, cos, sin, mask, is_causal, None if not past else past[i])
+            if keep_kv:
+                kept.append(present)
+        return x, kept
+
+    def logits_at(self, hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Float32 logits ``[B, K, V]`` of ``hidden [B, N, H]`` at ``index`` (``[K]`` or ``[B or 1, K]``).
+
+        The final norm and the head run on the gathered rows only.
+        """
+        if index.dim() == 1:
+            index = index[None]
+        index = index.expand(hidden.shape[0], -1)
+        picked = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
+        return self.head(self.norm(picked)).float()
+
+
+Transformer = BidirectionalTransformer
+
+
+def logit_sources(index: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """For a shifted model, the index whose logits output ``index`` takes: ``j - 1``, or ``j`` itself for
+    position 0 and for each row's first valid token (`shift_logits`' rule). ``[K]`` or ``[B, K]``.
+
+    >>> logit_sources(torch.tensor([0, 1, 3])).tolist()
+    [0, 0, 2]
+    >>> logit_sources(torch.tensor([1, 2]), torch.tensor([[0, 1, 1], [1, 1, 1]])).tolist()
+    [[1, 1], [0, 1]]
+    """
+    before = (index - 1).clamp_min(0)
+    own = index == 0
+    if attention_mask is None:
+        return torch.where(own, index, before)
+    own = own[None] | (attention_mask[:, before] == 0)
+    return torch.where(own, index[None], before[None])
 
 
 def shift_logits(logits: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
