@@ -12,7 +12,7 @@ from dllm_mcmc.denoisers.base import model_log_probs
 from dllm_mcmc.denoisers.batching import accepts_logit_positions, forward_in_chunks
 from dllm_mcmc.denoisers.load import load_model
 from dllm_mcmc.denoisers.metered import MeteredDenoiser
-from tests.native_fixtures import MASK, checkpoint, wedlm_checkpoint
+from native_fixtures import MASK, checkpoint, wedlm_checkpoint
 
 
 class FullOnly:
