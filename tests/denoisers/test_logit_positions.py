@@ -4,6 +4,7 @@ the same results as computing every position, for denoisers that run the head at
 
 import pytest
 import torch
+from native_fixtures import MASK, checkpoint, wedlm_checkpoint
 
 from dllm_mcmc import ExactDenoiser, decode, replay
 from dllm_mcmc.decoding.smc import smc_decode
@@ -12,7 +13,6 @@ from dllm_mcmc.denoisers.base import model_log_probs
 from dllm_mcmc.denoisers.batching import accepts_logit_positions, forward_in_chunks
 from dllm_mcmc.denoisers.load import load_model
 from dllm_mcmc.denoisers.metered import MeteredDenoiser
-from native_fixtures import MASK, checkpoint, wedlm_checkpoint
 
 
 class FullOnly:
