@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 
 import torch
 
@@ -145,10 +146,13 @@ def print_plan(config: dict, forward_ms: float | None, probe: bool) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     """``dllm-mcmc eval``: load the config, apply the flags, run what is not done yet; exit code 1 when some
     units failed (listed on stderr, recorded nowhere: a rerun draws them again)."""
+    from dllm_mcmc.eval.checking import WeakIsolationWarning
     from dllm_mcmc.eval.experiment import load_config, run_experiment
 
     overrides = {key: getattr(args, key) for key in ("output", "model", "samples", "problems", "seed", "executor",
                                                      "workers", "threads", "address", "pack")}
+    if args.allow_code_execution:  # a flag can allow it; leaving it out keeps the config's choice
+        overrides["allow_code_execution"] = True
     if args.tasks:
         overrides["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
     config = load_config(args.config, overrides)
@@ -161,7 +165,12 @@ def run_eval(args: argparse.Namespace) -> int:
         config["methods"] = [known[m] for m in wanted]
     if args.plan:
         return print_plan(config, args.forward_ms, args.probe)
-    summary = run_experiment(config, progress=not args.no_progress)
+    def say(line: str) -> None:  # the sandbox's isolation level, once, before anything is drawn
+        print(f"dllm-mcmc: {line}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WeakIsolationWarning)  # `say` has printed it as "dllm-mcmc: warning: ..."
+        summary = run_experiment(config, progress=not args.no_progress, log=say)
     print(summary.line())
     if args.report:
         from dllm_mcmc.eval.report import write_report
@@ -256,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="with --plan: time of one forward row in milliseconds, to estimate GPU-hours")
     eval_parser.add_argument("--probe", action="store_true",
                              help="with --plan: load the model and time one forward call to measure --forward-ms")
+    eval_parser.add_argument("--allow-code-execution", action="store_true",
+                             help="let code tasks (humaneval, mbpp) grade completions by running the model's code "
+                                  "in the sandbox (docs/sandbox.md); without it (or allow_code_execution = true "
+                                  "in the config) a config with code tasks is refused before anything runs. "
+                                  "--plan does not need it")
     eval_parser.add_argument("--address", metavar="ADDR",
                              help="the Ray cluster to join, HOST:PORT of 'ray start --head' (default: "
                                   "RAY_ADDRESS, else a new local cluster)")

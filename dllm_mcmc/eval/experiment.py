@@ -38,6 +38,13 @@ default), ``"local"`` (``workers`` processes) or ``"ray"`` (Ray actors at ``addr
 ``threads`` torch threads. The driver is the only writer of the results file whatever the executor, and
 a unit's records are the same whichever worker drew them.
 
+Code tasks (``humaneval``, ``mbpp``: their checker runs the model's code in the sandbox) run only when the
+config says ``allow_code_execution = true`` (or ``dllm-mcmc eval --allow-code-execution``); otherwise the
+run is refused with `CodeExecutionNotAllowed` before any model is loaded or file touched. With code tasks,
+the run reports the sandbox's isolation level once (``log``), warns with `WeakIsolationWarning` when it is
+weaker than full (`dllm_mcmc.eval.checking.isolation_is_full`), and every record of a code task carries
+it as ``isolation``.
+
 Example:
     >>> config = load_config("configs/eval-small.toml", {"samples": 4})   # doctest: +SKIP
     >>> run_experiment(config)                                             # doctest: +SKIP
@@ -51,7 +58,8 @@ import os
 import signal
 import time
 import tomllib
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
@@ -62,6 +70,12 @@ from tqdm import tqdm
 
 from dllm_mcmc._checks import nonnegative_int, positive_int
 from dllm_mcmc.denoisers.load import model_kind
+from dllm_mcmc.eval.checking.checkers import (
+    CODE_EXECUTION_HINT,
+    CodeExecutionNotAllowed,
+    WeakIsolationWarning,
+    isolation_notice,
+)
 from dllm_mcmc.eval.engine import Engine, load_engine
 from dllm_mcmc.eval.executors import EXECUTORS, Done, Failed, Retried, make_executor
 from dllm_mcmc.eval.fingerprint import model_fingerprint
@@ -71,7 +85,8 @@ from dllm_mcmc.eval.records import RecordStore, RunSettings
 from dllm_mcmc.small_model import bundled_models
 
 CONFIG_KEYS = {"model", "samples", "problems", "seed", "output", "tasks", "methods", "gen_length", "model_options",
-               "task_paths", "executor", "workers", "threads", "address", "pack", "baselines"}
+               "task_paths", "executor", "workers", "threads", "address", "pack", "baselines",
+               "allow_code_execution"}
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
@@ -143,6 +158,9 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
     for task, task_path in (config.get("task_paths") or {}).items():
         if not isinstance(task_path, str) or not task_path.strip():
             raise ValueError(f"task_paths.{task} must be a file path, got {task_path!r}")
+    allowed = config.setdefault("allow_code_execution", False)
+    if not isinstance(allowed, bool):
+        raise ValueError(f"allow_code_execution must be true or false, got {allowed!r}")
     return config
 
 
@@ -152,8 +170,11 @@ def _refuse_repeats(field: str, names: list[str]) -> None:
         raise ValueError(f"{field} {', '.join(map(repr, repeated))} is given more than once; each must differ")
 
 
-def load_task(name: str, path: str | None = None) -> EvalTask:
-    """A bundled family by name, or a benchmark (`dllm_mcmc.eval.benchmarks`) from ``path`` or its source."""
+def load_task(name: str, path: str | None = None, *, allow_code_execution: bool = False) -> EvalTask:
+    """A bundled family by name, or a benchmark (`dllm_mcmc.eval.benchmarks`) from ``path`` or its source.
+
+    ``allow_code_execution`` goes to the code benchmarks (their ``check`` runs the model's code only
+    when it is true); the other tasks run no code and ignore it."""
     from dllm_mcmc.eval.family_tasks import FamilyTask
     from dllm_mcmc.tasks import FAMILIES
 
@@ -164,7 +185,44 @@ def load_task(name: str, path: str | None = None) -> EvalTask:
     if name not in BENCHMARKS:
         raise ValueError(f"unknown task {name!r}; bundled families: {', '.join(FAMILIES)}; "
                          f"benchmarks: {', '.join(BENCHMARKS)}")
-    return load_benchmark(name, path=path)
+    options = {"allow_code_execution": allow_code_execution} if getattr(BENCHMARKS[name], "executes_code", False) \
+        else {}
+    return load_benchmark(name, path=path, **options)
+
+
+def runs_code(task: EvalTask) -> bool:
+    """Whether grading ``task`` runs model-generated code (its ``executes_code``; False when it has none)."""
+    return bool(getattr(task, "executes_code", False))
+
+
+def require_code_execution(config: dict, tasks: Iterable[EvalTask]) -> list[str]:
+    """The names of the code tasks among ``tasks``; `CodeExecutionNotAllowed` when there are some and the
+    config does not say ``allow_code_execution = true``."""
+    names = [task.name for task in tasks if runs_code(task)]
+    if names and config.get("allow_code_execution") is not True:
+        raise CodeExecutionNotAllowed(
+            f"task{'s' if len(names) > 1 else ''} {', '.join(names)} grade{'' if len(names) > 1 else 's'} "
+            f"completions by running the model's code (in the sandbox, docs/sandbox.md); nothing was run: to "
+            f"allow it, {CODE_EXECUTION_HINT}")
+    return names
+
+
+def sandbox_isolation(names: list[str], log: Callable[[str], None] | None = None) -> str:
+    """The sandbox's isolation level on this machine (`detect_isolation`, probed once per process), said
+    once through ``log`` for the code tasks ``names``; a level weaker than full also warns
+    (`WeakIsolationWarning`), and its line starts with ``warning:``."""
+    from dllm_mcmc.eval.sandbox import detect_isolation
+
+    try:
+        level = detect_isolation()
+    except RuntimeError as error:  # not Linux, no interpreter to start: no code can be graded here
+        raise ValueError(f"{', '.join(names)}: the sandbox that grades code cannot run here: {error}") from None
+    line, full = isolation_notice(level, names)
+    if log is not None:
+        log(line if full else f"warning: {line}")
+    if not full:
+        warnings.warn(line, WeakIsolationWarning, stacklevel=3)
+    return level
 
 
 def stable_seed(*parts: object) -> int:
@@ -216,7 +274,7 @@ class Failure:
 class Summary:
     """What a run did: units drawn now, units found done, records in the file, seconds; where the units were
     drawn (``executor``, ``workers``), the units that failed, worker deaths survived (``retried``: units
-    started again elsewhere) and the samples drawn now."""
+    started again elsewhere), the samples drawn now and, with code tasks, the sandbox's ``isolation``."""
 
     ran: int
     skipped: int
@@ -228,6 +286,8 @@ class Summary:
     failed: tuple[Failure, ...] = ()
     retried: int = 0
     samples: int = 0
+    isolation: str | None = None
+    """The sandbox's isolation level when the run has code tasks (this process's; see `sandbox_isolation`)."""
 
     @property
     def samples_per_second(self) -> float:
@@ -235,9 +295,10 @@ class Summary:
 
     def line(self) -> str:
         """The one-line account the command line prints."""
+        code = "" if self.isolation is None else f"; code ran at isolation {self.isolation}"
         return (f"{self.ran} units drawn by {self.executor}×{self.workers}, {self.skipped} already done, "
                 f"{len(self.failed)} failed, {self.retried} retried; {self.records} records in {self.output} "
-                f"({self.seconds:.1f} s, {self.samples_per_second:.2f} samples/s)")
+                f"({self.seconds:.1f} s, {self.samples_per_second:.2f} samples/s){code}")
 
 
 def execution_settings(config: dict) -> dict:
@@ -256,12 +317,17 @@ def execution_settings(config: dict) -> dict:
     return settings
 
 
-def run_experiment(config: dict, progress: bool = True, engine: Engine | None = None) -> Summary:
+def run_experiment(config: dict, progress: bool = True, engine: Engine | None = None,
+                   log: Callable[[str], None] | None = None) -> Summary:
     """Run every unfinished unit of ``config`` and append its records to ``config["output"]``.
 
     Units are drawn by the config's executor; the driver (this process) appends each unit's records as
     it arrives. A unit that raises is recorded nowhere and listed in `Summary.failed`; the others go on.
     ``engine`` (a loaded model) serves the inline executor only.
+
+    Code tasks need ``config["allow_code_execution"]`` (else `CodeExecutionNotAllowed`, before any model
+    is loaded or file touched); the sandbox's isolation level is then said once through ``log`` (a line),
+    warned about when weaker than full (`WeakIsolationWarning`) and written into their records.
     """
     settings = execution_settings(config)
     methods = [Method.from_config(m) for m in config["methods"]]
@@ -270,12 +336,16 @@ def run_experiment(config: dict, progress: bool = True, engine: Engine | None = 
         raise ValueError(f"method names must differ: {names}")
     samples = config["samples"]
     task_paths = config.get("task_paths") or {}
-    tasks = [load_task(name, task_paths.get(name)) for name in config["tasks"]]  # before any file is touched
+    allowed = config.get("allow_code_execution") is True
+    tasks = [load_task(name, task_paths.get(name), allow_code_execution=allowed)  # before any file is touched
+             for name in config["tasks"]]
+    code_tasks = require_code_execution(config, tasks)  # before a model is loaded or a sample drawn
     if engine is None and model_kind(config["model"]) is None:
         raise ValueError(f"model {config['model']!r} is neither a bundled model ({', '.join(bundled_models())}) "
                          f"nor a local model directory with a config.json")
     if engine is not None and settings["executor"] != "inline":
         raise ValueError(f"engine= serves the inline executor only, not {settings['executor']!r}")
+    isolation = sandbox_isolation(code_tasks, log) if code_tasks else None
     device = str((config.get("model_options") or {}).get("device") or "")
     executor = make_executor(settings["executor"], settings["workers"], settings["threads"], settings["address"],
                              gpus=device.startswith("cuda") and settings["executor"] != "inline")
@@ -319,7 +389,7 @@ def run_experiment(config: dict, progress: bool = True, engine: Engine | None = 
                 bar.set_postfix_str(f"done {drawn}, failed {len(failed)}, retried {retried}", refresh=True)
         return Summary(drawn, units - units_todo, len(store.records), time.perf_counter() - start,
                        Path(config["output"]), executor.name, executor.workers, tuple(failed), retried,
-                       drawn * samples)
+                       drawn * samples, isolation)
     finally:
         store.close()  # releases the output's lock
 
@@ -360,6 +430,8 @@ def _draw_unit(config: dict, engine: Engine, hashes: dict, method: Method, task:
     answer_of = [partial(task.answer, problem) for problem in problems] if method.sampler == "majority" else None
     per_unit, generation = generate_pack(method, engine, prompts, config["samples"], seed, answer_of)
     rows = generation.tokens.shape[0]
+    # the level every program of this process ran at (probed once per process; a worker probes its own)
+    isolation = {"isolation": _isolation()} if runs_code(task) else {}
     records = []
     for problem, tokens_of_unit in zip(problems, per_unit):
         for index, tokens in enumerate(tokens_of_unit):
@@ -367,12 +439,18 @@ def _draw_unit(config: dict, engine: Engine, hashes: dict, method: Method, task:
             records.append({
                 "unit": _unit(hashes, method, task, problem), "config_hash": hashes[method.name, task.name],
                 "method": method.name, "task": task.name, "problem": problem.id, "sample": index,
-                "completion": completion, **task.check(problem, completion).as_record(),
+                "completion": completion, **task.check(problem, completion).as_record(), **isolation,
                 "nfe": generation.nfe, "forward_rows": generation.forward_rows / rows,
                 "seconds": generation.seconds / rows, "seed": seed,
                 **({"pack": [p.id for p in problems]} if len(problems) > 1 else {}),
             })
     return records
+
+
+def _isolation() -> str:
+    from dllm_mcmc.eval.sandbox import detect_isolation
+
+    return detect_isolation()
 
 
 @dataclass(frozen=True)

