@@ -1,5 +1,6 @@
 """Command line: ``dllm-mcmc demo`` (the bundled model), ``dllm-mcmc toy`` (an exact toy),
-``dllm-mcmc eval CONFIG`` (the experiment runner) and ``dllm-mcmc report RESULTS`` (its report).
+``dllm-mcmc eval CONFIG`` (the experiment runner), ``dllm-mcmc report RESULTS`` (its report) and
+``dllm-mcmc lm-eval ...`` (lm-evaluation-harness with our ``dllm-mcmc`` model registered).
 
 Also ``python -m dllm_mcmc demo``.
 """
@@ -147,8 +148,15 @@ def run_eval(args: argparse.Namespace) -> int:
     """``dllm-mcmc eval``: load the config, apply the flags, run what is not done yet; exit code 1 when some
     units failed (listed on stderr, recorded nowhere: a rerun draws them again)."""
     from dllm_mcmc.eval.checking import WeakIsolationWarning
-    from dllm_mcmc.eval.experiment import load_config, run_experiment
+    from dllm_mcmc.eval.experiment import CONFIG_DIR, load_config, packaged_configs, run_experiment
 
+    if args.list_configs:
+        print(f"Packaged configs ({CONFIG_DIR}):")
+        for name in packaged_configs():
+            print(f"  {name}")
+        return 0
+    if args.config is None:
+        raise ValueError("eval needs a CONFIG: a TOML/YAML file or a packaged config's name (--list-configs)")
     overrides = {key: getattr(args, key) for key in ("output", "model", "samples", "problems", "seed", "executor",
                                                      "workers", "threads", "address", "pack")}
     if args.allow_code_execution:  # a flag can allow it; leaving it out keeps the config's choice
@@ -234,7 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       description="Run every method of CONFIG on every task, n samples per "
                                                   "problem, appending records to a JSONL file; units already "
                                                   "in the file are skipped. Flags override the config.")
-    eval_parser.add_argument("config", help="a TOML or YAML file (see docs/evaluation.md)")
+    eval_parser.add_argument("config", nargs="?",
+                             help="a TOML or YAML file (see docs/evaluation.md), or the name of a config that ships "
+                                  "with the package, such as eval-small (see --list-configs)")
+    eval_parser.add_argument("--list-configs", action="store_true",
+                             help="print the names of the packaged configs and exit")
     eval_parser.add_argument("--out", dest="output", metavar="JSONL",
                              help="results JSONL (overrides the config's output)")
     eval_parser.add_argument("--model", help="bundled model name or local model directory (overrides the config's)")
@@ -283,7 +295,41 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("--baseline", action="append", metavar="METHOD",
                                help="compare every other method with this one: paired differences in Pass@1 and "
                                     "Pass@n with bootstrap intervals over problems (repeatable)")
+
+    lm_eval_parser = commands.add_parser("lm-eval", add_help=False,
+                                         help="lm-evaluation-harness (pip install 'dllm-mcmc[lm-eval]') with "
+                                              "the model dllm-mcmc registered: every flag is lm_eval's",
+                                         description="lm_eval's own command line, with --model dllm-mcmc "
+                                                     "available (docs/lm-eval.md); 'dllm-mcmc lm-eval -h' "
+                                                     "prints lm_eval's help.")
+    lm_eval_parser.add_argument("lm_eval_args", nargs=argparse.REMAINDER, help="flags of lm_eval")
     return parser
+
+
+def run_lm_eval(argv: list[str], debug: bool) -> int:
+    """``dllm-mcmc lm-eval ARGS``: lm-eval's command line on ``ARGS`` with ``dllm-mcmc`` registered (lm-eval
+    finds models only in modules already imported). Returns its exit code; a user error (a bad
+    ``model_args`` key or value, a missing model) prints one line, as the other commands do."""
+    try:
+        from dllm_mcmc.lm_eval_model import main as lm_eval_main
+    except ImportError as error:
+        if debug:
+            raise
+        print(f"dllm-mcmc: error: {one_line(error)}", file=sys.stderr)
+        return 2
+    saved = list(sys.argv)
+    try:
+        lm_eval_main(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        print(f"dllm-mcmc: error: {one_line(error)}", file=sys.stderr)
+        return 2
+    finally:
+        sys.argv = saved
+    return 0
 
 
 def check_values(args: argparse.Namespace) -> None:
@@ -341,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     ``dllm-mcmc: error: <message>``, on stderr; with ``--debug`` it is raised instead, traceback and all.
     Errors of the command line's syntax are argparse's (usage line, then the error; exit 2).
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "lm-eval" in argv and set(argv[:argv.index("lm-eval")]) <= {"--debug"}:  # the rest is lm_eval's
+        return run_lm_eval(argv[argv.index("lm-eval") + 1:], debug="--debug" in argv[:argv.index("lm-eval")])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

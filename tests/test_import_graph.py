@@ -23,6 +23,7 @@ LAYERS = [
     ("mcmc",),
     ("diagnostics",),
     ("eval",),
+    ("lm_eval_model",),  # the lm-evaluation-harness model: over the eval methods, under the command line
     ("cli", "__main__", "__init__"),
 ]
 RANK = {room: rank for rank, rooms in enumerate(LAYERS) for room in rooms}

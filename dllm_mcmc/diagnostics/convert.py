@@ -1,32 +1,39 @@
-"""A sampling `Result` to and from an ArviZ ``xarray.DataTree`` (arviz-base), the way ArviZ's
-``arviz_base`` converts: ``posterior`` holds the token ids and the scalar traces ``log_target``,
-``log_proposal``, ``length``; ``sample_stats`` the kernel's statistics; attributes the cost and config.
+"""A sampling `Result` to and from an ArviZ ``xarray.DataTree`` (arviz-base), and a Pyro ``MCMC`` run to one.
+
+The layout (`dllm_mcmc.mcmc.datatree`): ``posterior`` holds the scalar traces ``log_target``,
+``log_likelihood``, ``log_proposal``, ``length``; ``sample_stats`` the kernel's other statistics; the group
+``tokens`` the token ids and decoding orders (kept out of ``posterior``, so ArviZ's ``summary``/``ess``/``rhat``
+never summarise token ids); attributes the cost and config.
+
+Example:
+    >>> from dllm_mcmc import ExactDenoiser, sample
+    >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+    >>> result = sample(toy, None, 4, target_temperature=0.5, num_chains=2, num_samples=20, warmup=5,
+    ...                 progress=False)
+    >>> tree = to_datatree(result)
+    >>> sorted(tree["posterior"].data_vars), tree["tokens"]["tokens"].dims
+    (['length', 'log_likelihood', 'log_proposal', 'log_target'], ('chain', 'draw', 'position'))
+    >>> from_datatree(tree).equals(result)
+    True
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import xarray as xr
-from arviz_base import from_dict
 
-# Not `arviz_stats.ess`: the package root only exports it when the `xarray` extra (xarray-einstats)
-# is installed (its import error is swallowed); the array functions below need only
-# numpy and scipy.
-from dllm_mcmc.mcmc.result import STAT_NAMES, Result
+from dllm_mcmc.mcmc.datatree import COST_ATTRS, POSTERIOR_STATS, TOKEN_GROUP
+from dllm_mcmc.mcmc.pyro_mcmc import StatsRecorder, result_from_pyro
+from dllm_mcmc.mcmc.result import Result
 
-POSTERIOR_STATS = ("log_target", "log_proposal", "length")
-"""Scalar traces stored in the ``posterior`` group next to ``tokens``; other stats go to
-``sample_stats``."""
+__all__ = ["COST_ATTRS", "DIAGNOSED_STATS", "POSTERIOR_STATS", "TOKEN_GROUP", "from_datatree", "from_pyro_mcmc",
+           "to_datatree"]
 
-DIAGNOSED_STATS = ("log_target", "log_proposal", "log_weight", "length")
+DIAGNOSED_STATS = ("log_target", "log_likelihood", "log_proposal", "log_weight", "length")
 """Scalar traces `summary` reports ESS and R-hat for."""
-
-COST_ATTRS = ("nfe", "forward_rows", "wall_time")
 
 # Tail ESS as defined by Vehtari et al. (2021): the 5% and 95% quantiles. arviz-stats' xarray
 # path would default to rcParams["stats.ci_prob"] (0.89) and its array path requires it.
@@ -36,111 +43,59 @@ _TAIL_PROB = (0.05, 0.95)
 RHAT_THRESHOLD = 1.01
 ESS_PER_CHAIN_THRESHOLD = 100
 
-_NONE = "None"
-
 SequenceProbs = Callable[[torch.Tensor], Any] | Mapping[tuple[int, ...], float]
 
 
-
-
-
 def to_datatree(result: Result) -> xr.DataTree:
-    """The run as an ArviZ ``xarray.DataTree``.
+    """The run as an ArviZ ``xarray.DataTree`` (`Result.to_datatree`).
 
     Groups:
-        ``posterior``: ``tokens`` (int64, dims ``chain, draw, position``) and the scalar traces
-        of `POSTERIOR_STATS` (dims ``chain, draw``).
+        ``posterior``: the scalar traces of `POSTERIOR_STATS` (dims ``chain, draw``).
         ``sample_stats``: every other entry of ``result.stats`` (``accept_prob``, ``accepted``,
         ``log_weight``, and whatever a kernel adds).
+        ``tokens``: ``tokens`` (int64, dims ``chain, draw, position``) and ``order`` (int64, dims
+        ``chain, draw, commit``) where the result has it.
 
     Root attributes: each ``config`` entry under its own name (values that are not ``int``,
     ``float``, ``bool`` or ``str`` are stored as their ``str``, ``None`` as ``"None"``, so the
-    tree serialises), plus ``nfe``, ``forward_rows`` and ``wall_time``.
+    tree serialises), ``nfe``, ``forward_rows``, ``wall_time``, and the JSON copies
+    ``dllm_mcmc_config`` / ``dllm_mcmc_stats`` that `from_datatree` reads back exactly.
 
     Raises:
-        ValueError: a config key is one of ``nfe``, ``forward_rows``, ``wall_time``.
+        ValueError: a config key is one of ``nfe``, ``forward_rows``, ``wall_time`` or ``dllm_mcmc_*``.
     """
-    clash = sorted(set(result.config) & set(COST_ATTRS))
-    if clash:
-        raise ValueError(f"config keys {clash} clash with the cost attributes {COST_ATTRS}")
-    posterior = {"tokens": result.tokens.detach().to("cpu", torch.int64).numpy()}
-    sample_stats: dict[str, np.ndarray] = {}
-    for name, value in result.stats.items():
-        group = posterior if name in POSTERIOR_STATS else sample_stats
-        group[name] = value.detach().to("cpu", torch.float32).numpy()
-    root_attrs = {key: _attr_value(value) for key, value in result.config.items()}
-    root_attrs.update(
-        nfe=int(result.nfe),
-        forward_rows=int(result.forward_rows),
-        wall_time=float(result.wall_time),
-    )
-    data = {"posterior": posterior}
-    if sample_stats:
-        data["sample_stats"] = sample_stats
-    group_attrs = _library_attrs()
-    attrs: dict[str, Mapping[str, Any]] = {"/": root_attrs, **{group: dict(group_attrs) for group in data}}
-    return from_dict(data, dims={"tokens": ["position"]}, attrs=attrs)
+    return result.to_datatree()
 
 
 def from_datatree(tree: xr.DataTree) -> Result:
-    """The `Result` a tree made by `to_datatree` came from.
+    """The `Result` a tree made by `to_datatree` came from (`Result.from_datatree`).
 
-    Stats come back as float32, tokens as int64; config values stored as ``str`` stay ``str``
-    (except ``"None"``, which becomes ``None``).
+    Stats come back as float32, tokens and order as int64, the config from its JSON copy (tuples as
+    lists). Trees of the older layout (tokens in ``posterior``) load too.
     """
-    posterior = tree["posterior"].to_dataset()
-    # torch.tensor copies: arrays read back from a file can be read-only.
-    tokens = torch.tensor(
-        posterior["tokens"].transpose("chain", "draw", ...).values, dtype=torch.int64
-    )
-    found: dict[str, torch.Tensor] = {}
-    groups = [posterior]
-    if "sample_stats" in tree.children:
-        groups.append(tree["sample_stats"].to_dataset())
-    for dataset in groups:
-        for name, variable in dataset.data_vars.items():
-            if name == "tokens":
-                continue
-            values = variable.transpose("chain", "draw", ...).values
-            found[str(name)] = torch.tensor(values, dtype=torch.float32)
-    # The canonical stats first, in `Result`'s order, so a round trip keeps the dict order.
-    stats = {name: found.pop(name) for name in STAT_NAMES if name in found}
-    stats.update(found)
-    attrs = dict(tree.attrs)
-    config = {
-        key: None if isinstance(value, str) and value == _NONE else _python_scalar(value)
-        for key, value in attrs.items()
-        if key not in COST_ATTRS
-    }
-    return Result(
-        tokens=tokens,
-        stats=stats,
-        nfe=int(attrs.get("nfe", 0)),
-        forward_rows=int(attrs.get("forward_rows", 0)),
-        wall_time=float(attrs.get("wall_time", 0.0)),
-        config=config,
-    )
+    return Result.from_datatree(tree)
 
 
-def _attr_value(value: Any) -> int | float | bool | str:
-    value = _python_scalar(value)
-    if value is None:
-        return _NONE
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
+def from_pyro_mcmc(mcmc: Any, recorder: StatsRecorder | None = None) -> xr.DataTree:
+    """A finished ``pyro.infer.MCMC`` run of a dllm_mcmc kernel as an ArviZ ``DataTree``.
 
+    ArviZ 1.x (arviz-base) has no Pyro converter; this is one for our kernels (`result_from_pyro`, then
+    `to_datatree`). The ``C`` chains a kernel batches are ArviZ's ``chain`` dimension (times Pyro's
+    ``num_chains``); the scalar sites go to ``posterior``, token ids and orders to the group ``tokens``,
+    and, with the ``recorder`` passed as the run's ``hook_fn``, each draw's ``kernel.info`` to
+    ``sample_stats``.
 
-def _python_scalar(value: Any) -> Any:
-    # netCDF/zarr writers and equality checks want Python scalars, not 0-d numpy/torch values.
-    if isinstance(value, (np.generic, torch.Tensor)) and np.ndim(value) == 0:
-        return value.item()
-    return value
+    Example:
+        >>> from pyro.infer import MCMC
+        >>> from dllm_mcmc import IMH, ExactDenoiser, TemperedTarget
+        >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+        >>> kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=0.5), num_chains=4)
+        >>> recorder = StatsRecorder()
+        >>> mcmc = MCMC(kernel, num_samples=50, warmup_steps=10, hook_fn=recorder, disable_progbar=True)
+        >>> mcmc.run()
+        >>> tree = from_pyro_mcmc(mcmc, recorder)
+        >>> dict(tree["posterior"].sizes), "accept_prob" in tree["sample_stats"]
+        ({'chain': 4, 'draw': 50}, True)
+    """
+    return result_from_pyro(mcmc, recorder).to_datatree()
 
-
-def _library_attrs() -> dict[str, str]:
-    try:
-        version = importlib.metadata.version("dllm-mcmc")
-    except importlib.metadata.PackageNotFoundError:
-        return {"inference_library": "dllm_mcmc"}
-    return {"inference_library": "dllm_mcmc", "inference_library_version": version}

@@ -38,6 +38,7 @@ def summary(result: Result, stats: Sequence[str] = DIAGNOSED_STATS) -> dict[str,
     draws NaN everywhere).
 
     Token ids are not diagnosed: they are categorical, and their ties break rank statistics.
+    A result without an acceptance stat (``accepted`` / ``accept_prob``) reports NaN acceptance.
 
     Returns:
         ``{"num_chains", "num_draws", "nfe", "forward_rows", "wall_time",
@@ -45,7 +46,10 @@ def summary(result: Result, stats: Sequence[str] = DIAGNOSED_STATS) -> dict[str,
         "diagnostics": {stat: {"mean", "ess_bulk", "ess_tail", "r_hat"}}}``, all plain Python
         numbers.
     """
-    acceptance = result.acceptance_trace.detach().to("cpu", torch.float64)
+    if "accepted" in result.stats or "accept_prob" in result.stats:
+        acceptance = result.acceptance_trace.detach().to("cpu", torch.float64)
+    else:  # a result without acceptance stats (from Pyro's MCMC without a StatsRecorder): NaN
+        acceptance = torch.full((result.num_chains, result.num_samples), math.nan, dtype=torch.float64)
     diagnostics = {}
     for name in stats:
         if name in result.stats:

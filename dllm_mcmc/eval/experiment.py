@@ -88,18 +88,48 @@ CONFIG_KEYS = {"model", "samples", "problems", "seed", "output", "tasks", "metho
                "task_paths", "executor", "workers", "threads", "address", "pack", "baselines",
                "allow_code_execution"}
 
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+"""The configs that ship with the package, ``dllm_mcmc/configs`` (in a checkout, a link to the top-level
+``configs/``); `find_config` looks a name up there."""
+
+CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
+
+
+def packaged_configs() -> list[str]:
+    """Names of the packaged configs, such as ``eval-small`` and ``paper/llada-code-math`` (what
+    ``dllm-mcmc eval --list-configs`` prints)."""
+    if not CONFIG_DIR.is_dir():
+        return []
+    return sorted(path.relative_to(CONFIG_DIR).with_suffix("").as_posix()
+                  for path in CONFIG_DIR.rglob("*") if path.suffix in CONFIG_SUFFIXES and path.is_file())
+
+
+def find_config(config: str | Path) -> Path:
+    """The config file for ``config``: a file path as given when it exists, else a packaged config by name
+    (``eval-small``, ``paper/llada-code-math``, with or without its suffix, with or without a leading
+    ``configs/``, so the documented ``configs/eval-small.toml`` works outside a checkout too).
+    ``FileNotFoundError`` names the packaged configs when neither exists."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    name = Path(*path.parts[1:]) if len(path.parts) > 1 and path.parts[0] == "configs" else path
+    for candidate in (CONFIG_DIR / name, *(CONFIG_DIR / f"{name}{suffix}" for suffix in CONFIG_SUFFIXES)):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"config {path} does not exist (neither a file nor a packaged config: "
+                            f"{', '.join(packaged_configs()) or 'none'})")
+
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
-    """Read a TOML/YAML config and apply ``overrides`` (top-level keys; ``None`` values are ignored).
+    """Read a TOML/YAML config (a file, or a packaged config by name: `find_config`) and apply ``overrides``
+    (top-level keys; ``None`` values are ignored).
 
     Every field is checked here, before anything runs or any file is touched; a bad one is refused with a
     ``ValueError`` naming the field and the value (``problems must be a positive integer, got 0``).
     """
     config: Any = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config {path} does not exist")
+        path = find_config(path)
         try:
             if path.suffix in (".yaml", ".yml"):
                 import yaml

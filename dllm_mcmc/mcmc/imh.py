@@ -65,9 +65,10 @@ class IMH(TargetKernel):
         seed: seeds the kernel's generator (proposals and accept/reject draws).
 
     Lifecycle (Pyro's): ``setup`` → ``initial_params`` → ``sample`` repeatedly → ``cleanup``.
-    After each ``sample``, ``info`` holds per-chain float arrays ``[C]``: ``log_target``,
-    ``log_proposal``, ``log_weight`` (of the new current state), ``accept_prob``, ``accepted``,
-    ``proposed_log_weight``.
+    ``sample`` returns the state (``tokens``, ``order``) and the scalar sites ``log_target``,
+    ``log_likelihood``, ``length`` (see `dllm_mcmc.mcmc.kernel`). After each ``sample``, ``info`` holds
+    per-chain float arrays ``[C]``: ``log_target``, ``log_likelihood``, ``log_proposal``, ``log_weight`` (of
+    the new current state), ``accept_prob``, ``accepted``, ``proposed_log_weight``.
     """
 
     name = "imh"
@@ -85,13 +86,14 @@ class IMH(TargetKernel):
         positive_int("proposal_batch", proposal_batch)
         self.proposal_batch = proposal_batch
         self._state: ChainState | None = None
+        self._log_likelihood: torch.Tensor | None = None  # [C] L(x, σ) of the current states
 
     # -- Pyro's lifecycle -------------------------------------------------------------------
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
         self._start(warmup_steps)
-        self._queue: list[ChainState] = []
-        self._state = self._next_proposal()  # the chain starts at a draw from the proposal
+        self._queue: list[tuple[ChainState, torch.Tensor]] = []
+        self._state, self._log_likelihood = self._next_proposal()  # the chain starts at a draw from the proposal
 
     @property
     def initial_params(self) -> dict[str, torch.Tensor]:
@@ -102,22 +104,22 @@ class IMH(TargetKernel):
     @initial_params.setter
     def initial_params(self, params: dict[str, torch.Tensor]) -> None:
         """Start the chains at given ``tokens`` and ``order`` ``[C, L]`` (scored by replay)."""
-        from dllm_mcmc.decoding.decode import replay
-
-        traj = replay(self.target.denoiser, self.target.prompt_for(params["tokens"].shape[0]), params["tokens"],
-                      params["order"], self.proposal, max_rows=self.target.max_rows)
-        self._state = ChainState(traj.tokens, traj.order, self.target.log_density(traj), traj.log_q)
+        traj = self._replay(params["tokens"], params["order"])
+        log_target, self._log_likelihood = self._score(traj)
+        self._state = ChainState(traj.tokens, traj.order, log_target, traj.log_q)
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One IMH step for every chain. ``params`` is not read: the proposal is independent
         of the state, and the current state (with its cached weights) is kept by the kernel."""
-        if self._state is None:
+        if self._state is None or self._log_likelihood is None:
             raise RuntimeError("call setup() before sample()")
-        proposed = self._next_proposal()
+        proposed, proposed_log_likelihood = self._next_proposal()
         self._state, step = independent_mh_step(self._state, proposed, self.generator)
+        self._log_likelihood = torch.where(step.accepted, proposed_log_likelihood, self._log_likelihood)
         self._count_acceptance(step.accepted)
         self.info = {
             "log_target": self._state.log_target,
+            "log_likelihood": self._log_likelihood,
             "log_proposal": self._state.log_proposal,
             "log_weight": self._state.log_weight,
             "accept_prob": step.accept_prob,
@@ -132,15 +134,17 @@ class IMH(TargetKernel):
     # -- internals --------------------------------------------------------------------------
 
     def _params(self) -> dict[str, torch.Tensor]:
-        assert self._state is not None  # its callers (initial_params, sample) check that setup() ran
-        return {"tokens": self._state.tokens, "order": self._state.order}
+        # its callers (initial_params, sample) check that setup() ran
+        assert self._state is not None and self._log_likelihood is not None
+        return self._sites(self._state.tokens, self._state.order, self._state.log_target, self._log_likelihood)
 
-    def _next_proposal(self) -> ChainState:
+    def _next_proposal(self) -> tuple[ChainState, torch.Tensor]:
+        """The next proposal of every chain and its likelihood ``L(x, σ)`` ``[C]``."""
         if not self._queue:
             self._queue = self._decode_proposals()
         return self._queue.pop(0)
 
-    def _decode_proposals(self) -> list[ChainState]:
+    def _decode_proposals(self) -> list[tuple[ChainState, torch.Tensor]]:
         batch, chains = self.proposal_batch, self.num_chains
         traj = decode(
             self.target.denoiser,
@@ -151,9 +155,11 @@ class IMH(TargetKernel):
             max_rows=self.target.max_rows,
             **self.proposal.as_dict(),
         )
-        log_target = self.target.log_density(traj)
+        log_target, log_likelihood = self._score(traj)
         fields = (traj.tokens, traj.order, log_target, traj.log_q)
         # rows are batch-major: proposal b of chain c is row b * C + c
         return [
-            ChainState(*(f[b * chains : (b + 1) * chains] for f in fields)) for b in range(batch)
+            (ChainState(*(f[b * chains : (b + 1) * chains] for f in fields)),
+             log_likelihood[b * chains : (b + 1) * chains])
+            for b in range(batch)
         ]

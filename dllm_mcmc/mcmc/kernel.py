@@ -1,8 +1,29 @@
 """`TargetKernel`: the plumbing every kernel over a `TemperedTarget` shares (Pyro's lifecycle,
-the generator, acceptance counters, cost), and `KernelProtocol`, what `sample` asks of any kernel.
+the generator, acceptance counters, cost, the sample sites), and `KernelProtocol`, what `sample` asks
+of any kernel.
 
 Every kernel of dllm-mcmc works on C chains at once (a batch dimension). The MH arithmetic lives in
 `dllm_mcmc.mh`, the per-chain records in `dllm_mcmc.mcmc.states`.
+
+The sample sites. ``sample(params)`` returns, besides the state (``tokens`` and ``order``, LongTensors
+``[C, L]``), the float32 scalar sites of `SCALAR_SITES` (``[C]`` each): ``log_target`` (``log π_T`` of the
+state), ``log_likelihood`` (``L(x, σ)``) and ``length`` (tokens before the first EOS). Pyro's
+``MCMC.summary()`` and ``MCMC.diagnostics()`` compute mean, ESS and R-hat of every saved site, which
+fails on an integer tensor; with a float site among them Pyro concatenates each draw into one float
+tensor, so the summary runs (token ids come back from ``get_samples()`` as float32 holding exact
+integers) and ``MCMC(..., save_params=kernel.scalar_sites)`` keeps the scalars alone.
+
+Example:
+    >>> import torch
+    >>> from dllm_mcmc import ExactDenoiser, IMH, TemperedTarget
+    >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+    >>> kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=0.5), num_chains=2)
+    >>> kernel.setup(0)
+    >>> params = kernel.sample(kernel.initial_params)
+    >>> sorted(params), params["log_target"].dtype
+    (['length', 'log_likelihood', 'log_target', 'order', 'tokens'], torch.float32)
+    >>> bool(torch.allclose(params["log_likelihood"], toy.log_prob(params["tokens"])))   # p(x | σ) = p(x)
+    True
 """
 
 from __future__ import annotations
@@ -14,7 +35,27 @@ import torch
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from dllm_mcmc._checks import positive_float, positive_int
+from dllm_mcmc.decoding.trajectory import Trajectory
 from dllm_mcmc.target import TemperedTarget
+
+SCALAR_SITES = ("length", "log_likelihood", "log_target")
+"""The float32 ``[C]`` sample sites every built-in kernel returns beside ``tokens`` and ``order``:
+what Pyro's ``MCMC.summary()`` is meant to summarise (``save_params=SCALAR_SITES`` keeps them alone).
+Sorted on purpose: Pyro 1.9 packs a draw in ``save_params`` order but unpacks it in sorted order, so
+an unsorted ``save_params`` mislabels the sites."""
+
+
+def response_length(tokens: torch.Tensor, eos_id: int | None) -> torch.Tensor:
+    """Tokens before the first EOS (the full length when there is none, or no ``eos_id``).
+
+    >>> response_length(torch.tensor([[1, 2, 0, 2], [1, 1, 1, 1]]), eos_id=2).tolist()
+    [1, 4]
+    """
+    length = tokens.shape[-1]
+    if eos_id is None:
+        return torch.full(tokens.shape[:-1], length, device=tokens.device)
+    positions = torch.arange(length, device=tokens.device).expand_as(tokens)
+    return torch.where(tokens == eos_id, positions, length).min(-1).values
 
 
 class ColdProposalWarning(UserWarning):
@@ -38,9 +79,11 @@ class KernelProtocol(Protocol):
     """What `dllm_mcmc.sample` needs of a kernel object: Pyro's lifecycle (``setup``,
     ``initial_params``, ``sample``, ``cleanup``, ``logging``), ``num_chains``, a per-chain ``info``
     dict of float tensors ``[C]`` after every ``sample``, and ``cost`` = ``(nfe, forward_rows)``.
-    Optional: ``name`` (for records) and ``needs_warmup`` (``False`` for kernels whose draws are
+    Optional: ``name`` (for records), ``needs_warmup`` (``False`` for kernels whose draws are
     independent: `sample` then runs no warm-up, does not read ``initial_params`` and passes ``{}`` to the
-    first ``sample``, so such a kernel spends nothing on an initial state it would not use)."""
+    first ``sample``, so such a kernel spends nothing on an initial state it would not use), an
+    ``"order"`` entry in the params (kept in `Result.order`), and float ``[C]`` scalar sites in the params
+    listed in ``scalar_sites`` (for Pyro's ``MCMC.summary()``; see `SCALAR_SITES`)."""
 
     num_chains: int
     info: dict[str, torch.Tensor] | None
@@ -67,10 +110,12 @@ class TargetKernel(MCMCKernel):
     prompts, chain ``c`` samples prompt ``c mod C``) and ``proposal_temperature``, derives the proposal decoder
     from the target's order law (``self.proposal``), and keeps the kernel's generator, the running
     acceptance for `logging` / `diagnostics`, and the cost read from the target's meter.
-    Subclasses call `_start` from ``setup`` and `_count_acceptance` once per step.
+    Subclasses call `_start` from ``setup`` and `_count_acceptance` once per step, and build the params
+    they return with `_sites` (the state plus the scalar sites of `scalar_sites`).
     """
 
     name = "kernel"
+    scalar_sites: tuple[str, ...] = SCALAR_SITES
 
     def __init__(self, target: TemperedTarget, *, proposal_temperature: float | None, num_chains: int,
                  seed: int) -> None:
@@ -105,12 +150,48 @@ class TargetKernel(MCMCKernel):
         self._steps += 1
         self._acceptance_sum += acceptance.float()
 
+    @property
+    def save_params(self) -> list[str]:
+        """The sites Pyro's ``MCMC`` saves (its ``save_params=`` sets this; unset: every site). Kept sorted:
+        Pyro 1.9 packs each draw in this order but unpacks it in sorted order, which mislabels the sites of
+        an unsorted list."""
+        names = getattr(self, "_save_params", None)
+        if names is None:
+            raise AttributeError("save_params")  # Pyro's default: every site of the params
+        return names
+
+    @save_params.setter
+    def save_params(self, names: list[str] | tuple[str, ...]) -> None:
+        self._save_params = sorted(names)
+
+    def _score(self, trajectory: Trajectory) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log π_T, L(x, σ))`` ``[S]`` of a decoder record with the target's order law: what
+        `TemperedTarget.log_density` computes, with the likelihood kept (one draw of it: the ELBO is
+        random, so both numbers must come from the same evaluation)."""
+        log_likelihood = self.target.log_likelihood(trajectory.tokens, trajectory.log_p)
+        return trajectory.log_position + log_likelihood / self.target.target_temperature, log_likelihood
+
+    def _replay(self, tokens: torch.Tensor, order: torch.Tensor) -> Trajectory:
+        """The proposal decoder's record of given states ``[C, L]`` (teacher-forced; ``L`` forward calls)."""
+        from dllm_mcmc.decoding.decode import replay
+
+        return replay(self.target.denoiser, self.target.prompt_for(tokens.shape[0]), tokens, order, self.proposal,
+                      max_rows=self.target.max_rows)
+
+    def _sites(self, tokens: torch.Tensor, order: torch.Tensor, log_target: torch.Tensor,
+               log_likelihood: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The params a step returns: the state (``tokens``, ``order``) and the float32 scalar sites."""
+        length = response_length(tokens, getattr(self.target.denoiser, "eos_id", None))
+        return {"tokens": tokens, "order": order, "log_target": log_target.float(),
+                "log_likelihood": log_likelihood.float(), "length": length.float()}
+
     def logging(self) -> dict[str, str]:
         rate = float(self._acceptance_sum.mean() / max(self._steps, 1))
         return {"acc. rate": f"{rate:.3f}"}
 
     def diagnostics(self) -> dict:
-        """Picklable summary: acceptance per chain and the cost so far."""
+        """Picklable summary: acceptance per chain (over every step since ``setup``, warm-up included), the
+        steps and the cost so far. Pyro's ``MCMC.diagnostics()`` adds each entry under ``"chain 0"``."""
         return {
             "acceptance_rate": (self._acceptance_sum / max(self._steps, 1)).tolist(),
             "steps": self._steps,

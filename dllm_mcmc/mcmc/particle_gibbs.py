@@ -8,8 +8,10 @@ state is particle ``k`` drawn ``∝`` the final weights. The move leaves ``π_T(
 invariant for every ``N ≥ 2`` (it is a Gibbs step on the extended target of Andrieu et al., Theorem 5);
 ``N`` only changes how fast the chain mixes. C chains run as one batch of ``C · N`` rows.
 
-After each `sample`, ``info`` holds float tensors ``[C]``: ``log_target`` (``log u(σ | x) + log p(x | σ) / T``
-of the new state), ``accept_prob`` (``1 − W^0``, the probability that a particle other than the reference
+`sample` returns the new state (``tokens``, ``order``) and the scalar sites ``log_target``,
+``log_likelihood``, ``length`` (see `dllm_mcmc.mcmc.kernel`). After each `sample`, ``info`` holds float
+tensors ``[C]``: ``log_target`` (``log u(σ | x) + log p(x | σ) / T`` of the new state), ``log_likelihood``
+(``log p(x | σ)``), ``accept_prob`` (``1 − W^0``, the probability that a particle other than the reference
 slot is picked), ``accepted`` (1 if one was), ``nfe`` and ``forward_rows`` (rows divided by ``C``).
 
 Example:
@@ -78,8 +80,10 @@ class ParticleGibbs(TargetKernel):
 
     @initial_params.setter
     def initial_params(self, params: dict[str, torch.Tensor]) -> None:
-        """Start the chains at given ``tokens`` and ``order`` ``[C, L]`` (the first references)."""
-        self._state = {"tokens": params["tokens"], "order": params["order"]}
+        """Start the chains at given ``tokens`` and ``order`` ``[C, L]`` (the first references), scored by a
+        replay (``L`` forward calls) for their scalar sites."""
+        log_target, log_likelihood = self._score(self._replay(params["tokens"], params["order"]))
+        self._state = self._sites(params["tokens"], params["order"], log_target, log_likelihood)
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One conditional-SMC step per chain from the kernel's current reference (``params`` is not read)."""
@@ -92,11 +96,10 @@ class ParticleGibbs(TargetKernel):
         weights = out.normalised_weights()
         accepted = (picked != 0).float()
         self._count_acceptance(accepted)
-        rows = torch.arange(self.num_chains, device=picked.device)
-        T = self.target.target_temperature
         C = self.num_chains
         self.info = {
-            "log_target": (out.log_position + out.log_p / T)[rows, picked].float(),
+            "log_target": self._state["log_target"],
+            "log_likelihood": self._state["log_likelihood"],
             "accept_prob": (1 - weights[:, 0]).float(),
             "accepted": accepted,
             "nfe": torch.full((C,), float(meter.nfe - nfe_before), device=picked.device),
@@ -116,6 +119,9 @@ class ParticleGibbs(TargetKernel):
                           reference=reference, num_runs=self.num_chains, position_proposal=self.position_proposal)
 
     def _pick(self, out: SMCResult) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One particle per chain drawn ∝ its final weight: its params (state and scalar sites) and slot."""
         picked = gumbel_max(out.log_weight, self.generator)
         rows = torch.arange(out.tokens.shape[0], device=picked.device)
-        return {"tokens": out.tokens[rows, picked], "order": out.order[rows, picked]}, picked
+        log_likelihood = out.log_p[rows, picked]  # the order likelihood: the chain rule along σ
+        log_target = out.log_position[rows, picked] + log_likelihood / self.target.target_temperature
+        return self._sites(out.tokens[rows, picked], out.order[rows, picked], log_target, log_likelihood), picked

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from dllm_mcmc._checks import positive_int
-from dllm_mcmc.decoding.decode import decode, redecode, replay
+from dllm_mcmc.decoding.decode import decode, redecode
 from dllm_mcmc.decoding.trajectory import Trajectory
 from dllm_mcmc.mcmc.kernel import TargetKernel
 from dllm_mcmc.mh import mh_accept, where_rows
@@ -60,13 +60,16 @@ class Power(TargetKernel):
         position_terms: keep ``True``; ``False`` drops the position-choice probabilities from the
             proposal terms (a known error, for demonstration).
 
-    After each ``sample``: ``info`` holds ``[C]`` float arrays ``log_target``, ``log_proposal``
-    (full-trajectory ``log q`` of the current state), ``log_weight``, ``accept_prob`` and
-    ``accepted`` (means over the draw's moves), ``cut`` (the last move's cut, in steps).
+    ``sample`` returns the state (``tokens``, ``order``) and the scalar sites ``log_target``,
+    ``log_likelihood``, ``length`` (see `dllm_mcmc.mcmc.kernel`). After each ``sample``: ``info`` holds
+    ``[C]`` float arrays ``log_target``, ``log_likelihood``, ``log_proposal`` (full-trajectory ``log q`` of the
+    current state), ``log_weight``, ``accept_prob`` and ``accepted`` (means over the draw's moves), ``cut``
+    (the last move's cut, in steps).
     """
 
     name = "power"
     _log_target: torch.Tensor  # [C] log π_T of the current states; set with them by _set_state
+    _log_likelihood: torch.Tensor  # [C] L(x, σ) of the current states
 
     def __init__(
         self,
@@ -96,12 +99,11 @@ class Power(TargetKernel):
     def initial_params(self) -> dict[str, torch.Tensor]:
         if self._state is None:
             raise RuntimeError("call setup() before reading initial_params")
-        return {"tokens": self._state.tokens, "order": self._state.order}
+        return self._params()
 
     @initial_params.setter
     def initial_params(self, params: dict[str, torch.Tensor]) -> None:
-        self._set_state(replay(self.target.denoiser, self.target.prompt_for(params["tokens"].shape[0]),
-                               params["tokens"], params["order"], self.proposal, max_rows=self.target.max_rows))
+        self._set_state(self._replay(params["tokens"], params["order"]))
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``moves_per_draw`` MH moves for every chain; the state is kept by the kernel."""
@@ -113,29 +115,35 @@ class Power(TargetKernel):
                                 device=self._log_target.device)
             proposed = redecode(self.target.denoiser, self.target.prompt_for(self.num_chains), self._state, cut,
                                 self.generator, self.proposal, max_rows=self.target.max_rows)
-            proposed_log_target = self.target.log_density(proposed)
+            proposed_log_target, proposed_log_likelihood = self._score(proposed)
             log_ratio = (proposed_log_target - self._log_target
                          + self._suffix_log_q(self._state, cut) - self._suffix_log_q(proposed, cut))
             accept_prob, accepted = mh_accept(log_ratio, self.generator)
             self._state = _select(accepted, proposed, self._state)
             self._log_target = torch.where(accepted, proposed_log_target, self._log_target)
+            self._log_likelihood = torch.where(accepted, proposed_log_likelihood, self._log_likelihood)
             accept_probs.append(accept_prob)
             accepted_total += accepted.float()
             self._count_acceptance(accepted)
         log_proposal = self._state.log_q
         self.info = {
             "log_target": self._log_target,
+            "log_likelihood": self._log_likelihood,
             "log_proposal": log_proposal,
             "log_weight": self._log_target - log_proposal,
             "accept_prob": torch.stack(accept_probs).mean(0),
             "accepted": accepted_total / self.moves_per_draw,
             "cut": cut.float(),
         }
-        return {"tokens": self._state.tokens, "order": self._state.order}
+        return self._params()
+
+    def _params(self) -> dict[str, torch.Tensor]:
+        assert self._state is not None  # its callers check that setup() ran
+        return self._sites(self._state.tokens, self._state.order, self._log_target, self._log_likelihood)
 
     def _set_state(self, trajectory: Trajectory) -> None:
         self._state = trajectory
-        self._log_target = self.target.log_density(trajectory)
+        self._log_target, self._log_likelihood = self._score(trajectory)
 
     def _suffix_log_q(self, trajectory: Trajectory, cut: torch.Tensor) -> torch.Tensor:
         """``log q`` of the trajectory's steps from ``cut`` on (positions dropped if asked)."""

@@ -1,12 +1,20 @@
-"""`Result`: the draws of a sampling run, its per-draw statistics, cost and configuration."""
+"""`Result`: the draws of a sampling run, its per-draw statistics, cost and configuration; as an ArviZ
+``DataTree`` (`to_datatree`) and as a netCDF file (`save` / `load`)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-STAT_NAMES = ("log_target", "log_proposal", "log_weight", "accept_prob", "accepted", "length")
+if TYPE_CHECKING:  # xarray is imported by the conversion only (lazily), not with the package
+    import xarray as xr
+
+STAT_NAMES = ("log_target", "log_likelihood", "log_proposal", "log_weight", "accept_prob", "accepted", "length")
 
 
 @dataclass(frozen=True)
@@ -15,21 +23,29 @@ class Result:
 
     Attributes:
         tokens: ``[C, S, L]`` response ids of each chain's draws (warm-up removed).
-        stats: float32 arrays ``[C, S]`` per draw. Every run has ``log_target`` (unnormalised log
-            target of the current state), ``accept_prob`` and ``length`` (tokens before the first
-            EOS, or ``L``); the MH kernels (``imh``, ``power``) add ``log_proposal`` (the state's log
-            proposal density), ``log_weight`` (their difference) and ``accepted`` (0/1, or the mean
-            over a draw's moves); ``stepwise`` adds ``nfe`` and ``forward_rows`` per draw; other
-            kernels may add more.
+        stats: float32 arrays ``[C, S]`` per draw. Every run of a built-in kernel has ``log_target``
+            (unnormalised log target of the current state), ``log_likelihood`` (its ``L(x, σ)``),
+            ``accept_prob`` and ``length`` (tokens before the first EOS, or ``L``); the MH kernels (``imh``,
+            ``power``) add ``log_proposal`` (the state's log proposal density), ``log_weight`` (their
+            difference) and ``accepted`` (0/1, or the mean over a draw's moves); ``stepwise`` adds ``nfe``
+            and ``forward_rows`` per draw; other kernels may add more.
         nfe: sequential forward calls over the whole run (warm-up included).
         forward_rows: rows pushed through the model over the whole run.
         wall_time: seconds.
-        config: every option of the run (plain ints, floats, strings, bools).
+        config: every option of the run (plain ints, floats, strings, bools, ``None``, lists), the seed
+            (``config["seed"]``) among them.
+        order: ``[C, S, L]`` decoding order of each draw (``order[c, s, t]``: the position committed
+            ``t``-th), or ``None`` (a kernel whose params carry no ``"order"``).
 
     Example:
-        >>> result.tokens.shape                      # doctest: +SKIP
-        torch.Size([4, 1000, 16])
-        >>> dllm_mcmc.diagnostics.to_datatree(result)   # doctest: +SKIP
+        >>> from dllm_mcmc import ExactDenoiser, sample
+        >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+        >>> result = sample(toy, None, 4, target_temperature=0.5, num_chains=2, num_samples=5, warmup=2,
+        ...                 progress=False)
+        >>> result.tokens.shape, result.order.shape, result.stats["log_target"].shape
+        (torch.Size([2, 5, 4]), torch.Size([2, 5, 4]), torch.Size([2, 5]))
+        >>> sorted(result.to_datatree().children)
+        ['posterior', 'sample_stats', 'tokens']
     """
 
     tokens: torch.Tensor
@@ -38,6 +54,7 @@ class Result:
     forward_rows: int
     wall_time: float
     config: dict = field(default_factory=dict)
+    order: torch.Tensor | None = None
 
     @property
     def num_chains(self) -> int:
@@ -56,5 +73,93 @@ class Result:
     def acceptance_trace(self) -> torch.Tensor:
         """``[C, S]`` acceptance per draw: the ``accepted`` stat (0/1, or the mean over a draw's moves),
         or, for a kernel without one (``stepwise``, whose every draw is new), ``accept_prob`` (for
-        ``stepwise`` the per-step acceptance of its candidate selection)."""
-        return self.stats["accepted" if "accepted" in self.stats else "accept_prob"]
+        ``stepwise`` the per-step acceptance of its candidate selection).
+
+        Raises:
+            KeyError: the result has neither (for example one converted from Pyro's ``MCMC`` without a
+                `dllm_mcmc.mcmc.pyro_mcmc.StatsRecorder`).
+        """
+        for name in ("accepted", "accept_prob"):
+            if name in self.stats:
+                return self.stats[name]
+        raise KeyError(f"no acceptance stat ('accepted' or 'accept_prob') in this result; it has {sorted(self.stats)}")
+
+    # -- conversion and files ---------------------------------------------------------------------
+
+    def to_datatree(self) -> xr.DataTree:
+        """The run as an ArviZ ``xarray.DataTree``: scalar traces in ``posterior``, the other stats in
+        ``sample_stats``, ``tokens`` and ``order`` in the group ``tokens``, config and cost in the root's
+        attributes (see `dllm_mcmc.mcmc.datatree`)."""
+        from dllm_mcmc.mcmc.datatree import to_datatree
+
+        return to_datatree(self)
+
+    @classmethod
+    def from_datatree(cls, tree: xr.DataTree) -> Result:
+        """The `Result` a tree made by `to_datatree` came from (also one of the older layout, with
+        ``tokens`` in ``posterior``)."""
+        from dllm_mcmc.mcmc.datatree import datatree_fields
+
+        return cls(**datatree_fields(tree))
+
+    def save(self, path: str | Path, *, engine: str = "h5netcdf") -> Path:
+        """Write the result to one netCDF-4 file (its `to_datatree`): tokens, order, every stat, the cost
+        (``nfe``, ``forward_rows``, ``wall_time``) and the config (seed included). Needs ``h5netcdf`` and
+        ``h5py`` (or ``engine="netcdf4"`` with ``netCDF4``). Returns the path.
+
+        Example:
+            >>> import tempfile, torch
+            >>> result = Result(torch.tensor([[[1, 2]]]), {"log_target": torch.tensor([[-1.5]])}, 2, 2, 0.25,
+            ...                 {"seed": 3, "rule": "random"})
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     back = Result.load(result.save(f"{folder}/run.nc"))
+            >>> back.equals(result), back.config
+            (True, {'seed': 3, 'rule': 'random'})
+        """
+        from dllm_mcmc.mcmc.datatree import save_datatree
+
+        return save_datatree(self.to_datatree(), path, engine=engine)
+
+    @classmethod
+    def load(cls, path: str | Path, *, engine: str | None = None) -> Result:
+        """Read a result written by `save` (tensors on the CPU; ``engine=None``: xarray picks one).
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: the file is not a readable netCDF file (truncated, another format) or holds no
+                dllm_mcmc result.
+        """
+        from dllm_mcmc.mcmc.datatree import load_datatree
+
+        return cls.from_datatree(load_datatree(path, engine=engine))
+
+    def equals(self, other: Result) -> bool:
+        """Every field equal: tensors (values, dtypes and shapes; NaN equal to NaN), the stats in the same
+        order, the cost and the config."""
+        def same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+            if a is None or b is None:
+                return a is b
+            a, b = a.detach().cpu(), b.detach().cpu()
+            return a.dtype == b.dtype and a.shape == b.shape and bool(torch.equal(a.nan_to_num(), b.nan_to_num())
+                                                                      and torch.equal(a.isnan(), b.isnan()))
+
+        return (same(self.tokens, other.tokens) and same(self.order, other.order)
+                and list(self.stats) == list(other.stats)
+                and all(same(value, other.stats[name]) for name, value in self.stats.items())
+                and (self.nfe, self.forward_rows) == (other.nfe, other.forward_rows)
+                and (self.wall_time == other.wall_time or (math.isnan(self.wall_time) and math.isnan(other.wall_time)))
+                and self.config == other.config)
+
+    def texts(self, decoder: Callable[[Sequence[int]], str] | Any) -> list[list[str]]:
+        """``[C][S]`` response texts: ``decoder`` is the model's `TextCodec` (``load_model(...)[1]``), a
+        tokenizer, or any object with a ``decode(ids) -> str`` method, or such a function itself.
+
+        Example:
+            >>> result = Result(torch.tensor([[[0, 1], [1, 1]]]), {}, 0, 0, 0.0)
+            >>> result.texts(lambda ids: "".join("ab"[i] for i in ids))
+            [['ab', 'bb']]
+        """
+        decode = getattr(decoder, "decode", decoder)
+        if not callable(decode):
+            raise TypeError(f"decoder: a codec, a tokenizer or a function ids -> str, got {type(decoder).__name__}")
+        return [[decode(row.tolist()) for row in chain] for chain in self.tokens.detach().cpu()]

@@ -19,7 +19,7 @@ from dllm_mcmc.decoding.canvas import Prompt
 from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.denoisers.base import Denoiser
 from dllm_mcmc.mcmc.imh import IMH
-from dllm_mcmc.mcmc.kernel import KernelProtocol
+from dllm_mcmc.mcmc.kernel import KernelProtocol, response_length
 from dllm_mcmc.mcmc.particle_gibbs import ParticleGibbs
 from dllm_mcmc.mcmc.power import Power
 from dllm_mcmc.mcmc.result import Result
@@ -71,7 +71,8 @@ def sample(
             ``ess_threshold``).
 
     Returns:
-        `Result` with ``tokens [C, S, L]`` and per-draw ``stats`` ``[C, S]``.
+        `Result` with ``tokens [C, S, L]``, ``order [C, S, L]`` (where the kernel's params carry an
+        ``"order"``) and per-draw ``stats`` ``[C, S]``.
 
     Example:
         >>> from dllm_mcmc import ExactDenoiser, sample
@@ -138,6 +139,7 @@ def sample(
     # an independent kernel's draws never read the state: no initial state is drawn (or paid for)
     params: dict[str, torch.Tensor] = {} if independent else mcmc_kernel.initial_params
     draws: list[torch.Tensor] = []
+    orders: list[torch.Tensor] = []
     infos: list[dict[str, torch.Tensor]] = []
     with tqdm(total=warmup + num_samples, desc=str(config["kernel"]), disable=not progress) as bar:
         for step in range(warmup + num_samples):
@@ -147,6 +149,8 @@ def sample(
                 if info is None:
                     raise ValueError("kernel: info is None after sample(); a kernel must set its per-chain info")
                 draws.append(params["tokens"])
+                if "order" in params:
+                    orders.append(params["order"])
                 infos.append(info)
             if progress and (step % 20 == 0 or step == warmup + num_samples - 1):
                 bar.set_postfix(mcmc_kernel.logging(), refresh=False)
@@ -154,11 +158,12 @@ def sample(
     mcmc_kernel.cleanup()
     wall_time = time.perf_counter() - start
     tokens = torch.stack(draws, dim=1)  # [C, S, L]
+    order = torch.stack(orders, dim=1) if len(orders) == len(draws) else None  # [C, S, L]
     stats = {key: torch.stack([info[key] for info in infos], dim=1).float() for key in infos[0]}
     stats["length"] = response_length(tokens, getattr(denoiser, "eos_id", None)).float()
     nfe, forward_rows = mcmc_kernel.cost
     return Result(tokens=tokens, stats=stats, nfe=nfe, forward_rows=forward_rows,
-                  wall_time=wall_time, config=config)
+                  wall_time=wall_time, config=config, order=order)
 
 
 def _target_config(target, proposal) -> dict:
@@ -175,12 +180,3 @@ def _target_config(target, proposal) -> dict:
     if proposal is not None:
         config["proposal_temperature"] = proposal.temperature
     return config
-
-
-def response_length(tokens: torch.Tensor, eos_id: int | None) -> torch.Tensor:
-    """Tokens before the first EOS (the full length when there is none, or no ``eos_id``)."""
-    length = tokens.shape[-1]
-    if eos_id is None:
-        return torch.full(tokens.shape[:-1], length, device=tokens.device)
-    positions = torch.arange(length, device=tokens.device).expand_as(tokens)
-    return torch.where(tokens == eos_id, positions, length).min(-1).values

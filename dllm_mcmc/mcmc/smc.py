@@ -4,9 +4,11 @@ Every `sample` call runs one SMC system of ``N`` particles per chain (all chains
 rows) and returns, per chain, one particle drawn ``∝`` its final weight (sampling-importance-resampling
 from the particle approximation). Draws are independent but only **approximately** from ``π_T``: the
 bias of the weighted particle law is ``O(1/N)``; `ParticleGibbs` is the exact kernel built on the same
-SMC. After each `sample`, ``info`` holds float tensors ``[C]``: ``log_target`` of the draw,
-``accept_prob`` (the normalised ESS of the final weights, ``ESS / N``), ``log_normalizer`` (``log Ẑ``),
-``nfe`` and ``forward_rows`` (rows divided by ``C``).
+SMC. `sample` returns the draws (``tokens``, ``order``) and the scalar sites ``log_target``,
+``log_likelihood``, ``length`` (see `dllm_mcmc.mcmc.kernel`). After each `sample`, ``info`` holds float
+tensors ``[C]``: ``log_target`` and ``log_likelihood`` of the draw, ``accept_prob`` (the normalised ESS of the
+final weights, ``ESS / N``), ``log_normalizer`` (``log Ẑ``), ``nfe`` and ``forward_rows`` (rows divided by
+``C``).
 
 Example:
     >>> from dllm_mcmc import ExactDenoiser, sample
@@ -57,8 +59,10 @@ class SMC(ParticleGibbs):
 
     @initial_params.setter
     def initial_params(self, params: dict[str, torch.Tensor]) -> None:
-        """Accepted for Pyro's API; draws never depend on the current state."""
-        self._state = {"tokens": params["tokens"], "order": params["order"]}
+        """Accepted for Pyro's API (draws never depend on the current state); the state is scored by a
+        replay (``L`` forward calls) for its scalar sites."""
+        log_target, log_likelihood = self._score(self._replay(params["tokens"], params["order"]))
+        self._state = self._sites(params["tokens"], params["order"], log_target, log_likelihood)
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``C`` new independent draws by one batched SMC run (``params`` is not read)."""
@@ -70,10 +74,10 @@ class SMC(ParticleGibbs):
         self._state, picked = self._pick(out)
         ess = (effective_sample_size(out.log_weight) / self.num_particles).float()
         self._count_acceptance(ess)
-        rows = torch.arange(self.num_chains, device=picked.device)
         C = self.num_chains
         self.info = {
-            "log_target": (out.log_position + out.log_p / self.target.target_temperature)[rows, picked].float(),
+            "log_target": self._state["log_target"],
+            "log_likelihood": self._state["log_likelihood"],
             "accept_prob": ess,
             "log_normalizer": out.log_normalizer.float(),
             "nfe": torch.full((C,), float(meter.nfe - nfe_before), device=picked.device),

@@ -3,13 +3,15 @@
 The algorithm, its formulas and its approximations are in `dllm_mcmc.decoding.stepwise`
 (`stepwise_decode`); this adapter runs it with the target's rule and ``T`` and its own generator.
 Draws are independent: every `sample` call runs one fresh stepwise decode of ``C`` rows and returns
-``C`` new draws (``params`` is not read; the runner skips warm-up). After each `sample`, ``info``
-holds float tensors ``[C]``:
+``C`` new draws (``params`` is not read; the runner skips warm-up). It returns the draws (``tokens``,
+``order``) and the scalar sites ``log_target``, ``log_likelihood``, ``length`` (see
+`dllm_mcmc.mcmc.kernel`). After each `sample`, ``info`` holds float tensors ``[C]``:
 
 - ``accept_prob``: the decode's per-step mean acceptance (``mh``: fraction of accepted moves of
   the scan; ``sir``: normalised ESS);
 - ``log_target``: ``log u(σ | x) + L(x, σ) / T`` of the draw (the rule's choice probabilities and
   the target's likelihood; for ``order`` the chain rule of the committed tokens);
+- ``log_likelihood``: ``L(x, σ)``;
 - ``nfe``: forward calls of this decode, likelihood calls for ``log_target`` included;
 - ``forward_rows``: rows of those calls divided by ``C``.
 
@@ -75,8 +77,10 @@ class Stepwise(TargetKernel):
 
     @initial_params.setter
     def initial_params(self, params: dict[str, torch.Tensor]) -> None:
-        """Accepted for Pyro's API; draws never depend on the current state."""
-        self._params = {"tokens": params["tokens"], "order": params["order"]}
+        """Accepted for Pyro's API (draws never depend on the current state); the state is scored by a
+        replay (``L`` forward calls) for its scalar sites."""
+        log_target, log_likelihood = self._score(self._replay(params["tokens"], params["order"]))
+        self._params = self._sites(params["tokens"], params["order"], log_target, log_likelihood)
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``C`` new independent draws by one batched stepwise decode (``params`` is not read)."""
@@ -90,12 +94,14 @@ class Stepwise(TargetKernel):
         draw = stepwise_decode(meter, target.prompt_for(num_rows), target.gen_length, rule=target.rule,
                                temperature=self.proposal.temperature, target_temperature=target.target_temperature,
                                num_samples=num_rows, generator=self.generator, max_rows=self._rows, **self.options)
-        log_target = draw.log_position + target.log_likelihood(draw.tokens, draw.log_p) / target.target_temperature
+        log_likelihood = target.log_likelihood(draw.tokens, draw.log_p)
+        log_target = draw.log_position + log_likelihood / target.target_temperature
         device = draw.tokens.device
         info = {
             "accept_prob": draw.accept_prob,
             "log_target": log_target.float(),
+            "log_likelihood": log_likelihood.float(),
             "nfe": torch.full((num_rows,), float(meter.nfe - nfe_before), device=device),
             "forward_rows": torch.full((num_rows,), (meter.forward_rows - rows_before) / num_rows, device=device),
         }
-        return {"tokens": draw.tokens, "order": draw.order}, info
+        return self._sites(draw.tokens, draw.order, log_target, log_likelihood), info

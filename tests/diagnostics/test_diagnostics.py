@@ -1,5 +1,6 @@
 """`dllm_mcmc.diagnostics`: DataTree conversion, summary statistics and plots."""
 
+import json
 import math
 import warnings
 
@@ -79,19 +80,48 @@ def result() -> Result:
 def test_datatree_groups_dims_and_dtypes(result):
     tree = to_datatree(result)
     assert isinstance(tree, xr.DataTree)
-    assert set(tree.children) == {"posterior", "sample_stats"}
-    posterior, sample_stats = tree["posterior"], tree["sample_stats"]
-    assert set(posterior.data_vars) == {"tokens", "log_target", "log_proposal", "length"}
+    assert set(tree.children) == {"posterior", "sample_stats", "tokens"}
+    posterior, sample_stats, draws = tree["posterior"], tree["sample_stats"], tree["tokens"]
+    assert set(posterior.data_vars) == {"log_target", "log_proposal", "length"}  # no token ids
     assert set(sample_stats.data_vars) == {"accept_prob", "accepted", "log_weight"}
-    assert posterior["tokens"].dims == ("chain", "draw", "position")
-    assert posterior["tokens"].shape == (4, 500, 3)
-    assert np.issubdtype(posterior["tokens"].dtype, np.integer)
+    assert set(draws.data_vars) == {"tokens"}  # this result has no order
+    assert draws["tokens"].dims == ("chain", "draw", "position")
+    assert draws["tokens"].shape == (4, 500, 3)
+    assert np.issubdtype(draws["tokens"].dtype, np.integer)
     for name in ("log_target", "log_proposal", "length"):
         assert posterior[name].dims == ("chain", "draw")
     for name in ("accept_prob", "accepted", "log_weight"):
         assert sample_stats[name].dims == ("chain", "draw")
-    np.testing.assert_array_equal(posterior["tokens"].values, result.tokens.numpy())
+    np.testing.assert_array_equal(draws["tokens"].values, result.tokens.numpy())
     np.testing.assert_array_equal(sample_stats["log_weight"].values, result.stats["log_weight"])
+
+
+def test_datatree_keeps_the_order_beside_the_tokens(result):
+    order = torch.stack([torch.randperm(3, generator=torch.Generator().manual_seed(i)) for i in range(2000)])
+    with_order = Result(result.tokens, result.stats, 1, 2, 0.5, {}, order=order.reshape(4, 500, 3))
+    tree = to_datatree(with_order)
+    assert tree["tokens"]["order"].dims == ("chain", "draw", "commit")
+    np.testing.assert_array_equal(tree["tokens"]["order"].values, with_order.order.numpy())
+    assert from_datatree(tree).equals(with_order)
+
+
+def test_arviz_summary_ess_rhat_run_on_the_tree_without_token_ids(result):
+    import arviz_stats
+
+    tree = to_datatree(result)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the constant `length` trace: 0/0 in ArviZ
+        table = arviz_stats.summary(tree)
+        ess, rhat = arviz_stats.ess(tree), arviz_stats.rhat(tree)
+    rows = set(table.index)
+    assert rows == {"log_target", "log_proposal", "length"}  # one row per scalar, none for a token
+    assert set(ess.data_vars) == set(rhat.data_vars) == rows
+    # ArviZ's numbers are those of the scalar traces (the same functions `summary` calls)
+    expected = trace_diagnostics(result.stats["log_target"].double().numpy())
+    assert float(ess["log_target"]) == pytest.approx(expected["ess_bulk"], rel=1e-9)
+    assert float(rhat["log_target"]) == pytest.approx(expected["r_hat"], rel=1e-9)
+    assert float(table.loc["log_target", "mean"]) == pytest.approx(float(result.stats["log_target"].double().mean()),
+                                                                  abs=0.01)
 
 
 def test_datatree_attrs_carry_config_and_cost(result):
@@ -103,6 +133,7 @@ def test_datatree_attrs_carry_config_and_cost(result):
     assert attrs["block_length"] == "None"
     assert attrs["shape"] == "(2, 3)"  # non-scalars become strings so the tree serialises
     assert (attrs["nfe"], attrs["forward_rows"], attrs["wall_time"]) == (1234, 5678, 1.5)
+    assert json.loads(attrs["dllm_mcmc_config"])["shape"] == [2, 3]  # the faithful copy
 
 
 def test_extra_stats_go_to_sample_stats():
@@ -117,14 +148,28 @@ def test_datatree_round_trip(result):
     back = from_datatree(to_datatree(result))
     assert back.tokens.dtype == torch.long
     assert torch.equal(back.tokens, result.tokens)
-    assert list(back.stats) == list(STAT_NAMES)
+    assert list(back.stats) == list(result.stats)
     for name, value in result.stats.items():
         assert back.stats[name].dtype == torch.float32
         assert torch.equal(back.stats[name], value), name
     assert (back.nfe, back.forward_rows, back.wall_time) == (1234, 5678, 1.5)
-    scalars = {k: v for k, v in result.config.items() if k != "shape"}
-    assert {k: back.config[k] for k in scalars} == scalars
-    assert back.config["shape"] == "(2, 3)"
+    assert back.config == dict(result.config, shape=[2, 3])  # JSON: a tuple comes back as a list
+    assert back.order is None
+
+
+def test_a_tree_of_the_older_layout_still_loads(result):
+    """Trees written before the tokens group (tokens in posterior, no JSON attributes)."""
+    tree = to_datatree(result)
+    old = xr.DataTree.from_dict({
+        "posterior": tree["posterior"].to_dataset().assign(tokens=tree["tokens"]["tokens"]),
+        "sample_stats": tree["sample_stats"].to_dataset(),
+    })
+    old.attrs = {k: v for k, v in tree.attrs.items() if not k.startswith("dllm_mcmc_")}
+    back = from_datatree(old)
+    assert torch.equal(back.tokens, result.tokens)
+    assert [n for n in STAT_NAMES if n in back.stats] == list(back.stats)
+    assert all(torch.equal(back.stats[n], v) for n, v in result.stats.items())
+    assert back.config["block_length"] is None and back.config["shape"] == "(2, 3)"
 
 
 def test_config_key_clashing_with_cost_is_rejected():

@@ -97,12 +97,13 @@ def test_the_proposal_never_reads_the_state(toy):
     assert torch.equal(proposals[0], proposals[1])
 
 
-def test_runs_under_pyro_mcmc_with_integer_tokens(toy):
+def test_runs_under_pyro_mcmc_with_exact_token_ids(toy):
     kernel = IMH(TemperedTarget(toy, None, 4, target_temperature=0.5), proposal_temperature=0.5, num_chains=3, seed=0)
     mcmc = MCMC(kernel, num_samples=20, warmup_steps=5, disable_progbar=True)
     mcmc.run()
     tokens = mcmc.get_samples(group_by_chain=True)["tokens"]
-    assert tokens.dtype == torch.long and tokens.shape == (1, 20, 3, 4)
+    # with the float scalar sites, Pyro stores each draw as one float tensor: the ids are exact integers
+    assert tokens.dtype == torch.float32 and tokens.shape == (1, 20, 3, 4) and torch.equal(tokens, tokens.round())
     assert ((tokens >= 0) & (tokens < 3)).all()
     assert "acc. rate" in kernel.logging()
     diagnostics = pickle.loads(pickle.dumps(kernel.diagnostics()))
@@ -130,8 +131,15 @@ def test_sample_result_shapes_stats_seed_and_cost(toy):
     result = sample(toy, None, 4, **kwargs)
     again = sample(toy, None, 4, **kwargs)
     assert result.tokens.shape == (4, 300, 4) and result.tokens.dtype == torch.long
-    for name in ("log_target", "log_proposal", "log_weight", "accept_prob", "accepted", "length"):
+    for name in ("log_target", "log_likelihood", "log_proposal", "log_weight", "accept_prob", "accepted", "length"):
         assert result.stats[name].shape == (4, 300) and result.stats[name].dtype == torch.float32
+    # p(x | σ) = p(x) on the consistent toy; random order: log u = −log 4!
+    assert torch.allclose(result.stats["log_likelihood"], toy.log_prob(result.tokens.reshape(-1, 4)).reshape(4, 300),
+                          atol=1e-5)
+    assert torch.allclose(result.stats["log_target"],
+                          result.stats["log_likelihood"] / 0.5 - torch.tensor(24.0).log(), atol=1e-4)
+    assert result.order is not None and result.order.shape == (4, 300, 4)
+    assert torch.equal(result.order.sort(-1).values, torch.arange(4).expand(4, 300, 4))  # permutations
     assert torch.equal(result.tokens, again.tokens)
     assert torch.allclose(result.stats["log_weight"], result.stats["log_target"] - result.stats["log_proposal"])
     assert (result.stats["length"] == 4).all()
@@ -147,7 +155,7 @@ def test_r_hat_and_ess_on_the_toy_with_four_chains(toy):
     assert diagnostics["r_hat"] < 1.01
     assert math.isfinite(diagnostics["ess_bulk"]) and diagnostics["ess_bulk"] > 1000
     tree = to_datatree(result)
-    assert tree["posterior"]["tokens"].dtype.kind == "i"
+    assert tree["tokens"]["tokens"].dtype.kind == "i" and "tokens" not in tree["posterior"]
     assert tree.attrs["target_temperature"] == 0.5
 
 

@@ -49,7 +49,7 @@ def test_info_and_cost():
         reference = params["tokens"]
         params = kernel.sample(params)
         info = kernel.info
-        assert set(info) == {"log_target", "accept_prob", "accepted", "nfe", "forward_rows"}
+        assert set(info) == {"log_target", "log_likelihood", "accept_prob", "accepted", "nfe", "forward_rows"}
         assert all(value.shape == (5,) for value in info.values())
         assert info["nfe"].tolist() == [4.0] * 5 and info["forward_rows"].tolist() == [12.0] * 5
         assert ((info["accept_prob"] >= 0) & (info["accept_prob"] <= 1)).all()
@@ -58,6 +58,7 @@ def test_info_and_cost():
         # random rule: log u(σ | x) = −log 4! for every order
         expected = toy.probs.log()[toy.index(params["tokens"])] / 0.5 - torch.tensor(24.0).log()
         assert torch.allclose(info["log_target"].double(), expected, atol=1e-4)
+        assert torch.allclose(info["log_likelihood"].double(), toy.probs.log()[toy.index(params["tokens"])], atol=1e-5)
 
 
 def test_registered_and_runs_under_sample_and_pyro_mcmc():
@@ -70,7 +71,8 @@ def test_registered_and_runs_under_sample_and_pyro_mcmc():
     mcmc = MCMC(kernel, num_samples=10, warmup_steps=3, disable_progbar=True)
     mcmc.run()
     tokens = mcmc.get_samples(group_by_chain=True)["tokens"]
-    assert tokens.dtype == torch.long and tokens.shape == (1, 10, 3, 4)
+    # with the float scalar sites, Pyro stores each draw as one float tensor: the ids are exact integers
+    assert tokens.dtype == torch.float32 and tokens.shape == (1, 10, 3, 4) and torch.equal(tokens, tokens.round())
     assert "acc. rate" in kernel.logging()
     assert len(pickle.loads(pickle.dumps(kernel.diagnostics()))["acceptance_rate"]) == 3
 

@@ -53,10 +53,12 @@ class CacheStats:
     """Counters over the calls since creation or `PrefixCache.clear`.
 
     Attributes:
-        calls: forward calls; unique_rows: distinct rows computed; computed_tokens: token slots pushed
-        through the stack; reused_tokens: slots whose keys and values came from the previous call (per
-        row); rows, requested_tokens: the rows asked for and rows × length, what calls without cache or
-        deduplication compute (counted by `WeDLMDenoiser`, which removes the duplicates before `run`).
+        calls: forward calls.
+        unique_rows: distinct rows computed.
+        computed_tokens: token slots pushed through the stack.
+        reused_tokens: slots whose keys and values came from the previous call (per row).
+        rows, requested_tokens: the rows asked for and rows × length, what calls without cache or
+            deduplication compute (counted by `WeDLMDenoiser`, which removes the duplicates before `run`).
     """
 
     calls: int = 0

@@ -21,10 +21,13 @@ class NativeDenoiser:
     """A `BidirectionalTransformer` with its tokenizer: ``denoiser(tokens, attention_mask) -> float32 logits``.
 
     Attributes:
-        model: the module (eval mode, no gradients); architecture: ``"llada"``, ``"dream"`` or ``"wedlm"``;
-        config: its `ArchitectureConfig`; tokenizer: a transformers tokenizer or ``None``;
-        mask_id, eos_id, pad_id, vocab_size: from ``config.json``; mask_id_source: where ``mask_id``
-        came from (``"config"``, ``"argument"`` or, for WeDLM, ``"fallback"``; see `load_native`).
+        model: the module (eval mode, no gradients).
+        architecture: ``"llada"``, ``"dream"`` or ``"wedlm"``.
+        config: its `ArchitectureConfig`.
+        tokenizer: a transformers tokenizer or ``None``.
+        mask_id, eos_id, pad_id, vocab_size: from ``config.json``.
+        mask_id_source: where ``mask_id`` came from (``"config"``, ``"argument"`` or, for WeDLM,
+            ``"fallback"``; see `load_native`).
     """
 
     accepts_logit_positions = True  # see dllm_mcmc.denoisers.batching.forward_in_chunks
