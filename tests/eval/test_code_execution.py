@@ -27,7 +27,7 @@ from dllm_mcmc.eval.experiment import load_config, load_task, run_experiment
 from dllm_mcmc.eval.records import read_records
 from dllm_mcmc.eval.report import build_report
 
-FULL = "netns+rofs+nobody+audit"
+FULL = sandbox.FULL_ISOLATION  # "netns+rofs+pidns+nobody+audit"
 ROW = {"task_id": "Tiny/0", "prompt": 'def one():\n    """Return 1."""\n',
        "test": "def check(candidate):\n    assert candidate() == 1\n", "entry_point": "one",
        "canonical_solution": "    return 1\n"}
@@ -182,10 +182,11 @@ def test_code_benchmarks_grade_only_when_built_to(tmp_path):
 
 @pytest.mark.parametrize("level, root, full, missing", [
     (FULL, True, True, []),
-    ("netns+rofs+audit", True, False, ["nobody"]),
-    ("netns+rofs+audit", False, True, []),  # a non-root parent's child is not root without nobody
-    ("netns+audit", False, False, ["rofs"]),
-    ("audit", True, False, ["netns", "rofs", "nobody"]),
+    ("netns+rofs+pidns+audit", True, False, ["nobody"]),
+    ("netns+rofs+pidns+userns+audit", False, True, []),  # a non-root parent's child is not root without nobody
+    ("netns+rofs+audit", False, False, ["pidns"]),
+    ("netns+audit", False, False, ["rofs", "pidns"]),
+    ("audit", True, False, ["netns", "rofs", "pidns", "nobody"]),
 ])
 def test_isolation_is_full(level, root, full, missing):
     assert isolation_is_full(level, parent_is_root=root) is full
@@ -195,7 +196,7 @@ def test_isolation_is_full(level, root, full, missing):
 
 
 def test_full_follows_the_sandbox_when_it_lists_its_layers(monkeypatch):
-    monkeypatch.setattr(sandbox, "FULL_ISOLATION", "netns+rofs+nobody+seccomp+audit", raising=False)
+    monkeypatch.setattr(sandbox, "FULL_ISOLATION", "netns+rofs+pidns+nobody+seccomp+audit", raising=False)
     assert missing_isolation(FULL, parent_is_root=True) == ["seccomp"]
 
 

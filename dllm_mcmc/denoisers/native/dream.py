@@ -66,6 +66,17 @@ def architecture_config(config: dict) -> ArchitectureConfig:
 
 def tensor_names(config: ArchitectureConfig) -> dict[str, str]:
     """Checkpoint tensor name -> `BidirectionalTransformer` parameter name."""
+    return qwen_tensor_names(config.layers, qkv_bias=True, qk_norm=False)
+
+
+def qwen_tensor_names(layers: int, qkv_bias: bool, qk_norm: bool) -> dict[str, str]:
+    """The Qwen2 / Qwen3 checkpoint layout (Dream, WeDLM): tensor name -> `BidirectionalTransformer` name,
+    with the query/key/value biases and the per-head ``q_norm`` / ``k_norm`` where the model has them.
+
+    >>> names = qwen_tensor_names(2, qkv_bias=False, qk_norm=True)
+    >>> names["model.layers.1.self_attn.k_norm.weight"], "model.layers.0.self_attn.q_proj.bias" in names
+    ('blocks.1.attn.k_norm.weight', False)
+    """
     names = {"model.embed_tokens.weight": "embed.weight", "model.norm.weight": "norm.weight",
              "lm_head.weight": "head.weight"}
     parts = {"input_layernorm.weight": "attn_norm.weight",
@@ -75,7 +86,10 @@ def tensor_names(config: ArchitectureConfig) -> dict[str, str]:
              "mlp.down_proj.weight": "mlp.down.weight"}
     for p in "qkv":
         parts[f"self_attn.{p}_proj.weight"] = f"attn.{p}.weight"
-        parts[f"self_attn.{p}_proj.bias"] = f"attn.{p}.bias"
-    for i in range(config.layers):
+        if qkv_bias:
+            parts[f"self_attn.{p}_proj.bias"] = f"attn.{p}.bias"
+    if qk_norm:
+        parts.update({f"self_attn.{p}_norm.weight": f"attn.{p}_norm.weight" for p in "qk"})
+    for i in range(layers):
         names.update({f"model.layers.{i}.{ours}": f"blocks.{i}.{theirs}" for ours, theirs in parts.items()})
     return names

@@ -53,6 +53,7 @@ from __future__ import annotations
 import torch
 
 from dllm_mcmc.denoisers.native.checkpoint import CheckpointError, refuse_unsupported
+from dllm_mcmc.denoisers.native.dream import qwen_tensor_names
 from dllm_mcmc.denoisers.native.prefix_cache import CacheStats, PrefixCache, unique_rows
 from dllm_mcmc.denoisers.native.reorder import Reordering, reorder
 from dllm_mcmc.denoisers.native.transformer import ArchitectureConfig, BidirectionalTransformer, first_id
@@ -107,23 +108,8 @@ def architecture_config(config: dict) -> ArchitectureConfig:
 
 
 def tensor_names(config: ArchitectureConfig) -> dict[str, str]:
-    """Checkpoint tensor name -> `BidirectionalTransformer` parameter name."""
-    names = {"model.embed_tokens.weight": "embed.weight", "model.norm.weight": "norm.weight",
-             "lm_head.weight": "head.weight"}
-    parts = {"input_layernorm.weight": "attn_norm.weight",
-             "post_attention_layernorm.weight": "mlp_norm.weight",
-             "self_attn.o_proj.weight": "attn.o.weight",
-             "mlp.gate_proj.weight": "mlp.gate.weight", "mlp.up_proj.weight": "mlp.up.weight",
-             "mlp.down_proj.weight": "mlp.down.weight"}
-    for p in "qkv":
-        parts[f"self_attn.{p}_proj.weight"] = f"attn.{p}.weight"
-        if config.qkv_bias:
-            parts[f"self_attn.{p}_proj.bias"] = f"attn.{p}.bias"
-    if config.qk_norm:
-        parts.update({f"self_attn.{p}_norm.weight": f"attn.{p}_norm.weight" for p in "qk"})
-    for i in range(config.layers):
-        names.update({f"model.layers.{i}.{ours}": f"blocks.{i}.{theirs}" for ours, theirs in parts.items()})
-    return names
+    """Checkpoint tensor name -> `BidirectionalTransformer` parameter name (Qwen's layout, as Dream's)."""
+    return qwen_tensor_names(config.layers, qkv_bias=config.qkv_bias, qk_norm=config.qk_norm)
 
 
 class WeDLMDenoiser(NativeDenoiser):

@@ -16,7 +16,6 @@ dllm_mcmc.eval.checking.checkers.CodeExecutionNotAllowed: humaneval: grading run
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,15 +60,13 @@ def _truncate(text: str, stops: Sequence[str]) -> str:
 
 
 def _code_verdict(code: str, program: str, limits: Any) -> Verdict:
-    # A program can end itself with status 0 before any test runs (sys.exit(0) at module level); a
-    # token printed after the tests, unknown to the code under test, proves they ran.
-    token = f"tests-passed-{secrets.token_hex(8)}"
-    result = check_code(f"{program}\nprint({token!r})\n", limits)
-    if not result.ok:
-        return Verdict(False, code, result.reason or "failed")
-    if token not in result.stdout:
-        return Verdict(False, code, "output truncated" if result.truncated else "tests did not run")
-    return Verdict(True, code, "ok")
+    # A program can end itself with status 0 before any test runs (sys.exit(0) at module level): the
+    # sandbox reports whether the module body returned on a channel the program cannot reach
+    # (`check_code` requires it), so neither the program's text nor its output carries a verdict.
+    result = check_code(program, limits)
+    if result.ok:
+        return Verdict(True, code, "ok")
+    return Verdict(False, code, "tests did not run" if result.reason == "incomplete" else result.reason or "failed")
 
 
 class _CodeBenchmark(_Benchmark):

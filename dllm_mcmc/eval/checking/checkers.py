@@ -17,9 +17,9 @@ Running a model's code is never implicit: the code benchmarks grade only when bu
 sandbox's isolation level (``SandboxResult.isolation``) is the strongest it offers; `isolation_notice`
 words it, and `WeakIsolationWarning` is what a weaker level warns with.
 
->>> isolation_is_full("netns+rofs+nobody+audit"), isolation_is_full("audit")
+>>> isolation_is_full("netns+rofs+pidns+nobody+audit"), isolation_is_full("audit")
 (True, False)
->>> isolation_is_full("netns+rofs+audit", parent_is_root=False)   # a non-root parent's child is not root
+>>> isolation_is_full("netns+rofs+pidns+userns+audit", parent_is_root=False)  # a non-root parent's child
 True
 """
 
@@ -351,7 +351,7 @@ class WeakIsolationWarning(UserWarning):
     """The sandbox runs code here with fewer isolation layers than it offers (`isolation_is_full`)."""
 
 
-FULL_ISOLATION = ("netns", "rofs", "nobody", "audit")
+FULL_ISOLATION = ("netns", "rofs", "pidns", "nobody", "audit")
 """Every layer the sandbox offers (`dllm_mcmc.eval.sandbox`): a network namespace, a read-only file
 system, the unprivileged user ``nobody`` and the audit hook. ``nobody`` is wanted only when this process
 runs as root: the child of a non-root process is unprivileged without it."""
@@ -362,6 +362,10 @@ _LAYER_MEANING = {
             "program's directory",
     "nobody": "the code runs as root (this process is root and the user nobody cannot run the interpreter), "
               "so file permissions do not confine it and RLIMIT_NPROC is not enforced",
+    "pidns": "no PID namespace, so a process the code starts is not killed with it by the kernel and the "
+             "grader's process is visible to it",
+    "userns": "a user namespace without the user nobody: the code is uid 0 inside it, without capabilities on "
+              "the host",
     "audit": "no audit hook",
 }
 
@@ -384,7 +388,7 @@ def missing_isolation(level: str, *, parent_is_root: bool | None = None) -> list
     ``parent_is_root`` (default: whether this process runs as root) decides whether ``nobody`` is wanted.
 
     >>> missing_isolation("netns+audit", parent_is_root=True)
-    ['rofs', 'nobody']
+    ['rofs', 'pidns', 'nobody']
     """
     present = set(level.split("+"))
     return [layer for layer in _full_layers(parent_is_root) if layer not in present]
@@ -404,8 +408,8 @@ def isolation_notice(level: str, tasks: Iterable[str] = (), *,
     """``(line, full)``: one line saying at which isolation level the code of ``tasks`` runs and, when it
     is weaker than full, which layers are missing and what that leaves open.
 
-    >>> isolation_notice("netns+rofs+nobody+audit", ["humaneval"], parent_is_root=True)
-    ('code of humaneval runs in the sandbox with isolation netns+rofs+nobody+audit (full)', True)
+    >>> isolation_notice("netns+rofs+pidns+nobody+audit", ["humaneval"], parent_is_root=True)
+    ('code of humaneval runs in the sandbox with isolation netns+rofs+pidns+nobody+audit (full)', True)
     """
     names = ", ".join(tasks)
     where = f"code of {names} runs" if names else "code runs"
@@ -421,14 +425,17 @@ def isolation_notice(level: str, tasks: Iterable[str] = (), *,
 def check_code(program_source: str, limits: SandboxLimits | None = None) -> SandboxResult:
     """Run a complete program (solution plus its tests) in the sandbox; ``result.ok`` means it passed.
 
-    The program passes when it exits with status 0 within the limits; ``result.reason`` says why it did
-    not (``timeout``, ``memory``, an error, ...), and ``result.isolation`` is the isolation level it ran
-    at. Calling it is the opt-in: it runs ``program_source`` (the code benchmarks call it only when
-    allowed, see `CodeExecutionNotAllowed`).
+    The program passes when it exits with status 0 within the limits **and its module body returned**
+    (``require_completion``: a program that ends itself with status 0 before its tests ran is
+    ``"incomplete"``; the sandbox reports completion on a channel the program cannot reach, so nothing is
+    added to its text and its output size does not matter). ``result.reason`` says why it did not pass
+    (``timeout``, ``memory``, ``incomplete``, an error, ...), and ``result.isolation`` is the isolation
+    level it ran at. Calling it is the opt-in: it runs ``program_source`` (the code benchmarks call it only
+    when allowed, see `CodeExecutionNotAllowed`).
 
     >>> check_code("assert 1 + 1 == 2").ok          # doctest: +SKIP
     True
     """
     from dllm_mcmc.eval.sandbox import SandboxLimits, run_python
 
-    return run_python(program_source, SandboxLimits() if limits is None else limits)
+    return run_python(program_source, SandboxLimits() if limits is None else limits, require_completion=True)

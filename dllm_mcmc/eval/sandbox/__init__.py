@@ -1,71 +1,73 @@
-r"""Run untrusted, model-generated Python programs, one per subprocess, with limits and no network.
+r"""Run untrusted, model-generated Python programs, one per sandbox, with limits and no network.
 
 Running code a model wrote is the main security risk of this library. `run_python` runs one program
-in a fresh child interpreter (the parent never ``exec``\ s or ``eval``\ s model text) and says what
-happened in a `SandboxResult`; `run_many` runs several on a thread pool.
+in a fresh sandbox (the parent never ``exec``\ s or ``eval``\ s model text) and says what happened in
+a `SandboxResult`; `run_many` runs several on a thread pool. ``require_completion=True`` makes a
+program pass only if its module body returned (`SandboxResult.completed`): the way to grade
+"solution + tests + ``check(...)``" without a token in the program or a look at its output.
 
-What is isolated, and how:
+Processes (``child.py``: one interpreter start, then two ``fork``\ s): the **keeper** (started by the
+parent with ``python -I -S -B -c``; it dies with the parent, ``PR_SET_PDEATHSIG``, and then kills the
+rest and removes the directory), the **init** (PID 1 of a new PID namespace: when it exits the kernel
+kills everything left in it, daemons included) and the **program's process**.
 
-* **Process.** The child is ``sys.executable -I -S -B`` (isolated mode, no ``site``, no bytecode
-  writes) with a minimal environment (``PATH``, ``LANG``/``LC_ALL=C.UTF-8``, ``HOME`` and ``TMPDIR``
-  set to its directory; nothing inherited). It runs in its own session and process group; on the
-  wall-clock limit the parent kills the whole group (``SIGKILL``) and reaps it. Because of ``-S``,
-  only the standard library is importable (no numpy).
-* **Directory.** A fresh temporary directory per program is its working directory, ``HOME`` and
-  ``TMPDIR``; it is removed afterwards. The program's source, stdin and the event log live in a
-  second directory that only the parent can open.
-* **Network namespace** (``netns``). Where Linux allows it (root, or unprivileged user namespaces),
-  the child first enters a new network namespace: no interface but a loopback that is down, so no
-  connection can leave it, whatever the code does.
-* **Read-only file system** (``rofs``). With a user namespace, the child also enters a new mount
-  namespace in which every mount is remounted read-only, except a bind mount of its own directory:
-  the kernel refuses writes anywhere else.
-* **Unprivileged user** (``nobody``). When the parent runs as root and the interpreter is readable
-  by ``nobody``, the child switches to that user: file permissions confine it, it cannot signal the
-  parent, and ``RLIMIT_NPROC`` is enforced (the kernel does not enforce it for root). Otherwise a
-  root parent's child keeps uid 0 but inside a user namespace, without capabilities on the host.
-* **Resource limits**, set in the child before the program runs: CPU time (``RLIMIT_CPU``), address
-  space (``RLIMIT_AS``), file size (``RLIMIT_FSIZE``), processes and threads (``RLIMIT_NPROC``),
-  no core dumps. Standard output and error are read concurrently and capped.
-* **Audit hook** (``sys.addaudithook``, installed before the program is compiled, always on). It
-  refuses process creation (``os.fork``, ``os.exec*``, ``os.system``, ``os.posix_spawn``,
-  ``subprocess.Popen``, ``pty.spawn``, ...), signals to other processes, every socket operation and
-  network client, ``ctypes``, changes to the file system outside the program's directory (``open``
-  for writing, ``os.remove``, ``os.rename``, ``os.mkdir``, ``os.chmod``, ``shutil.rmtree``, sqlite
-  databases, ...), links, opening directories outside it (their fds would let ``dir_fd`` calls
-  write outside), ``chdir`` out of it, ``resource.setrlimit`` and the ``gc`` functions that could
-  reach the hook. A refusal raises ``PermissionError("sandbox: ...")`` and is recorded, so the run
-  fails (``reason`` "network", "process", "forbidden write" or "forbidden") even if the program
-  catches the exception. The hook resolves paths (symbolic links included) only with functions it
-  captured before the program ran, so rebinding ``os.path`` or ``builtins`` does not fool it. The
-  unaudited primitives that could get round it (``os.mkfifo``, ``os.mknod``, ``os.chroot``,
-  ``os.pidfd_open``, ``signal.pidfd_send_signal``, ``_posixsubprocess.fork_exec``,
-  ``_imp.create_builtin``) are replaced by stubs that refuse.
+Layers, strongest first (`SandboxResult.isolation` names those that applied, e.g.
+``"netns+rofs+pidns+nobody+audit"``; `detect_isolation` probes once per process which this machine
+allows; a child that cannot set up the planned layers exits before the program runs):
 
-`SandboxResult.isolation` says which layers applied, e.g. ``"netns+rofs+nobody+audit"`` (all),
-``"netns+rofs+audit"`` or ``"audit"`` (the hook alone, where namespaces are unavailable).
-`detect_isolation` tries the strongest combination first, once per process; a child that cannot set
-up the planned layers exits without running the program. The audit hook is never left out.
+* ``netns``: a new network namespace (no interface but a loopback that is down).
+* ``rofs``: a new mount namespace: ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run``, ``/root``,
+  ``/home`` (and the parent's temporary directory) hidden behind empty tmpfs mounts, the standard
+  library bound back, the program's directory a size- and inode-limited tmpfs of its own, every mount
+  read-only except that one.
+* ``pidns``: a new PID namespace with its own ``/proc``: the program sees and can signal only its own
+  processes; the parent's pid, environment and command line are not there.
+* ``nobody`` (root parent): the program's process switches to ``nobody`` (no capability, so file
+  permissions confine it and ``RLIMIT_NPROC`` binds); ``userns`` (non-root parent): the namespaces are
+  made inside a user namespace and the program keeps its non-root uid without any capability.
+* ``audit``, always: two audit hooks. The *guard* refuses process and thread creation, signals and
+  priority changes aimed at other processes, sockets and network clients, writes outside the
+  program's directory, links, directory fds outside it, other processes' ``/proc`` entries and this
+  one's ``fd``/``mem``, memory and disk devices, ``ctypes``, subinterpreters, native code from outside
+  the standard library, hand-made code objects (``code.__new__``, ``marshal`` except genuine
+  standard-library ``.pyc`` files), ``gc`` introspection, tracing, signal handlers, more audit hooks.
+  A refusal raises ``PermissionError("sandbox: ...")`` and is sent to the parent at once, so the run
+  fails even if the program catches it. The *witness* reports completion with a secret token that the
+  program cannot read. Plus: ``PR_SET_NO_NEW_PRIVS``, resource limits (CPU, address space, file size,
+  processes, no core dumps), a minimal environment, its own session.
+* optionally ``bwrap`` (`use_outer_layer`): bubblewrap around all of it.
 
-Layout: ``parent.py`` holds the public API, plans the layers, starts the child and supervises it;
-``child.py`` is the child program, whose source the parent passes to ``python -I -S -B -c`` (the
-library never imports it).
+Layout: ``parent.py`` holds the public API, plans the layers, starts the child, reads its channels and
+supervises it; ``child.py`` is the child program, whose source the parent passes to
+``python -I -S -B -c`` (the parent imports it only for its ``remove_tree``).
 
-Honest limits: an audit hook is not a security boundary. It only sees what CPython audits, and native
-code (a C extension, an interpreter bug) is not bound by it; here it is one layer, beside the kernel's
-namespaces, permissions and resource limits. Reading files is not restricted beyond file permissions
-(the standard library must stay importable), so a program can print any file its user may read. A
-program can exit with status 0 before the tests run (``os._exit(0)``): a grader should check that
-its tests ran (e.g. print a secret token after them). For hostile workloads, add a container or a VM.
+Honest limits (details in docs/sandbox.md): an audit hook is not a security boundary (the kernel's
+layers are); code that defeats the tests inside their own process (an object whose ``__eq__`` is
+always true, monkeypatching the checker) passes, whatever the sandbox; reading world-readable files
+outside the hidden folders is allowed.
 
 >>> result = run_python('print("hi")')
 >>> result.ok, result.reason, result.stdout
 (True, 'ok', 'hi\n')
 >>> run_python("import socket\nsocket.create_connection(('example.com', 80))").reason
 'network'
+>>> run_python("import os\nos._exit(0)\nassert False", require_completion=True).reason
+'incomplete'
 """
 
+from dllm_mcmc.eval.sandbox.parent import FULL_ISOLATION as FULL_ISOLATION
+from dllm_mcmc.eval.sandbox.parent import RECORD_LOST as RECORD_LOST
 from dllm_mcmc.eval.sandbox.parent import SETUP_FAILED as SETUP_FAILED
-from dllm_mcmc.eval.sandbox.parent import SandboxLimits, SandboxResult, detect_isolation, run_many, run_python
+from dllm_mcmc.eval.sandbox.parent import (
+    SandboxLimits,
+    SandboxResult,
+    detect_isolation,
+    run_many,
+    run_python,
+    use_outer_layer,
+)
 
-__all__ = ["SandboxLimits", "SandboxResult", "detect_isolation", "run_many", "run_python"]
+__all__ = [
+    "FULL_ISOLATION", "SandboxLimits", "SandboxResult", "detect_isolation", "run_many", "run_python",
+    "use_outer_layer",
+]
