@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sandbox_processes import processes_of
 
 from dllm_mcmc.eval import sandbox
 from dllm_mcmc.eval.sandbox import SandboxLimits, SandboxResult, detect_isolation, parent, run_many, run_python
@@ -25,26 +26,6 @@ CHILD = Path(parent.__file__).with_name("child.py")  # the child program, passed
 def assert_harness_carries_on():
     result = run_python('print("still fine")', FAST)
     assert result.ok and result.stdout == "still fine\n", result
-
-
-def processes_of(directory: str) -> list[int]:
-    """Processes of a sandbox, found by its directory: their HOME (the environment the parent gave
-    them) or working directory. With ``pidns`` the program's own pid means nothing out here."""
-    found = []
-    marker = b"HOME=" + directory.encode() + b"\0"
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                if marker in handle.read():
-                    found.append(int(entry))
-                    continue
-            if os.readlink(f"/proc/{entry}/cwd") == directory:
-                found.append(int(entry))
-        except OSError:
-            continue
-    return found
 
 
 def assert_gone(directory: str):

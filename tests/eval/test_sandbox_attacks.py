@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sandbox_processes import processes_of
 
 from dllm_mcmc.eval.sandbox import SandboxLimits, child, detect_isolation, parent, run_many, run_python
 
@@ -47,26 +48,6 @@ def needs(*wanted: str):
 def needs_unprivileged():
     if not unprivileged():
         pytest.skip(f"the child runs as root here ({detect_isolation()})")
-
-
-def processes_of(directory: str) -> list[int]:
-    """Processes of the sandbox that ran in ``directory`` (by the HOME the parent gave them, or their
-    working directory); with ``pidns`` the program's own pids mean nothing out here."""
-    found = []
-    marker = b"HOME=" + directory.encode() + b"\0"
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                if marker in handle.read():
-                    found.append(int(entry))
-                    continue
-            if os.readlink(f"/proc/{entry}/cwd") == directory:
-                found.append(int(entry))
-        except OSError:
-            continue
-    return found
 
 
 def assert_no_trace(directory: str, timeout: float = 3.0):
