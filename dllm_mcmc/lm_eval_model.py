@@ -32,7 +32,6 @@ which other tasks run beside it. ``loglikelihood`` requests are refused: see `NO
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import logging
@@ -55,6 +54,7 @@ from dllm_mcmc.decoding import RULE_OPTIONS
 from dllm_mcmc.denoisers.load import load_model, model_kind
 from dllm_mcmc.eval.engine import Engine
 from dllm_mcmc.eval.executors.threads import use_threads
+from dllm_mcmc.eval.experiment import stable_seed
 from dllm_mcmc.eval.methods import DECODE_OPTIONS, PARTICLE_OPTIONS, SELECTOR_OPTIONS, SELECTORS, Method, generate_pack
 from dllm_mcmc.mcmc import KERNELS
 from dllm_mcmc.mcmc.runner import TARGET_OPTIONS
@@ -220,8 +220,7 @@ def pack_seed(seed: int, *parts: Any) -> int:
     >>> pack_seed(0, 16, ["1+2="]) == pack_seed(0, 16, ["1+2="]) != pack_seed(1, 16, ["1+2="])
     True
     """
-    text = json.dumps([seed, *parts], sort_keys=True, default=str)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+    return stable_seed(json.dumps([seed, *parts], sort_keys=True, default=str))
 
 
 @dataclass

@@ -162,6 +162,16 @@ def reference_logits(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.T
     return shift_logits(logits.float(), mask) if shift else logits.float()
 
 
+def left_pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rows`` of different lengths left-padded with `PAD` to the longest: ``(tokens, attention_mask)``."""
+    width = max(len(r) for r in rows)
+    tokens = torch.full((len(rows), width), PAD)
+    attention = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, width - len(row):], attention[i, width - len(row):] = row, 1
+    return tokens, attention
+
+
 def canvas(seed: int = 0, batch: int = 3, length: int = 12) -> torch.Tensor:
     tokens = torch.randint(4, MASK, (batch, length), generator=torch.Generator().manual_seed(seed))
     tokens[:, length // 2:] = MASK  # a decoding canvas: prompt, then masks

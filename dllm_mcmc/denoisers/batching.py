@@ -58,35 +58,34 @@ def forward_in_chunks(
     vocab_size = int(denoiser.vocab_size)
     if attention_mask is not None and tuple(attention_mask.shape) != (batch, length):
         raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {[batch, length]}")
-    selected = logit_positions is not None and not accepts_logit_positions(denoiser)
+    out_length = length  # of the logits returned
+    if logit_positions is not None:
+        if logit_positions.dim() != 1 or logit_positions.is_floating_point():
+            raise ValueError(f"logit_positions must be a 1-D integer tensor, got shape {tuple(logit_positions.shape)}")
+        out_length = logit_positions.shape[0]
+    passes_positions = logit_positions is not None and accepts_logit_positions(denoiser)
 
     def call(rows: slice | None) -> torch.Tensor:
         part = tokens if rows is None else tokens[rows]
         mask = attention_mask if rows is None or attention_mask is None else attention_mask[rows]
+        if passes_positions:
+            return denoiser(part, mask, logit_positions=logit_positions)  # type: ignore[call-arg]
+        # the call every unpadded batch makes has the tokens alone
+        logits = denoiser(part) if mask is None else denoiser(part, mask)
         if logit_positions is None:
-            # the call every unpadded batch makes has the tokens alone
-            return denoiser(part) if mask is None else denoiser(part, mask)
-        if selected:
-            full = check_logits(denoiser(part) if mask is None else denoiser(part, mask), part.shape[0],
-                                tokens.shape[1], vocab_size)
-            return full.index_select(1, logit_positions)
-        return denoiser(part, mask, logit_positions=logit_positions)  # type: ignore[call-arg]
-
-    if logit_positions is not None:
-        if logit_positions.dim() != 1 or logit_positions.is_floating_point():
-            raise ValueError(f"logit_positions must be a 1-D integer tensor, got shape {tuple(logit_positions.shape)}")
-        length = logit_positions.shape[0]  # the length of the logits returned
+            return logits
+        return check_logits(logits, part.shape[0], length, vocab_size).index_select(1, logit_positions)
 
     if max_rows is None or max_rows >= batch:
-        return check_logits(call(None), batch, length, vocab_size)
+        return check_logits(call(None), batch, out_length, vocab_size)
     if max_rows < 1:
         raise ValueError(f"max_rows must be a positive integer or None, got {max_rows!r}")
     out: torch.Tensor | None = None
     for i in range(0, batch, max_rows):
         part = tokens[i : i + max_rows]
-        logits = check_logits(call(slice(i, i + max_rows)), part.shape[0], length, vocab_size)
+        logits = check_logits(call(slice(i, i + max_rows)), part.shape[0], out_length, vocab_size)
         if out is None:
-            out = torch.empty((batch, length, vocab_size), dtype=logits.dtype, device=logits.device)
+            out = torch.empty((batch, out_length, vocab_size), dtype=logits.dtype, device=logits.device)
         out[i : i + part.shape[0]] = logits
     assert out is not None  # batch > max_rows >= 1, so the loop ran
     return out

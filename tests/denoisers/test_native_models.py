@@ -32,6 +32,7 @@ from native_fixtures import (  # noqa: F401
     canvas,
     checkpoint,
     dream_json,
+    left_pad,
     llada_json,
     llada_names,
     max_diff,
@@ -98,11 +99,8 @@ def test_left_padding_leaves_the_valid_positions_unchanged(tmp_path, kind):
     path, model = checkpoint(tmp_path, kind)
     denoiser = load_native(path)
     rows = [canvas(3, 1, 8)[0], canvas(4, 1, 6)[0], canvas(5, 1, 9)[0]]
-    width = max(len(r) for r in rows)
-    tokens = torch.full((len(rows), width), PAD)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, row in enumerate(rows):
-        tokens[i, width - len(row):], mask[i, width - len(row):] = row, 1
+    tokens, mask = left_pad(rows)
+    width = tokens.shape[1]
     padded = denoiser(tokens, mask)
     assert torch.isfinite(padded).all()
     with torch.no_grad():

@@ -25,6 +25,7 @@ from native_fixtures import (
     WEDLM_VARIANTS,
     canvas,
     checkpoint,
+    left_pad,
     max_diff,
     wedlm_checkpoint,
     wedlm_reference_logits,
@@ -103,11 +104,8 @@ def test_left_padding_leaves_each_row_as_alone(wedlm, kv_cache):
     denoiser.kv_cache = kv_cache
     full = mixed_canvas(2)
     rows = [full[0, 2:], full[1], full[2, 5:], full[3, 1:]]
-    width = max(len(r) for r in rows)
-    tokens = torch.full((len(rows), width), PAD)
-    attention = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, row in enumerate(rows):
-        tokens[i, width - len(row):], attention[i, width - len(row):] = row, 1
+    tokens, attention = left_pad(rows)
+    width = tokens.shape[1]
     padded = denoiser(tokens, attention)
     expected = wedlm_reference_logits(model, tokens, attention_mask=attention)
     assert max_diff(padded, expected) < 1e-4

@@ -8,7 +8,6 @@ See ``docs/benchmarks.md``.
 from dllm_mcmc.eval.checking.checkers import (
     CODE_EXECUTION_HINT,
     EVAL_EXTRA_HINT,
-    FULL_ISOLATION,
     CodeExecutionNotAllowed,
     MathChecker,
     WeakIsolationWarning,
@@ -26,7 +25,6 @@ from dllm_mcmc.eval.checking.extract import fenced_blocks, fenced_code, last_box
 __all__ = [
     "CODE_EXECUTION_HINT",
     "EVAL_EXTRA_HINT",
-    "FULL_ISOLATION",
     "CodeExecutionNotAllowed",
     "MathChecker",
     "WeakIsolationWarning",

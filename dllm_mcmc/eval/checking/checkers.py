@@ -45,7 +45,6 @@ if TYPE_CHECKING:  # the sandbox is imported lazily so this module loads without
 __all__ = [
     "CODE_EXECUTION_HINT",
     "EVAL_EXTRA_HINT",
-    "FULL_ISOLATION",
     "CodeExecutionNotAllowed",
     "MathChecker",
     "WeakIsolationWarning",
@@ -351,11 +350,6 @@ class WeakIsolationWarning(UserWarning):
     """The sandbox runs code here with fewer isolation layers than it offers (`isolation_is_full`)."""
 
 
-FULL_ISOLATION = ("netns", "rofs", "pidns", "nobody", "audit")
-"""Every layer the sandbox offers (`dllm_mcmc.eval.sandbox`): a network namespace, a read-only file
-system, the unprivileged user ``nobody`` and the audit hook. ``nobody`` is wanted only when this process
-runs as root: the child of a non-root process is unprivileged without it."""
-
 _LAYER_MEANING = {
     "netns": "no network namespace, so only the audit hook keeps the code off the network",
     "rofs": "no read-only file system, so only the audit hook and file permissions stop writes outside the "
@@ -371,19 +365,18 @@ _LAYER_MEANING = {
 
 
 def _full_layers(parent_is_root: bool | None) -> tuple[str, ...]:
-    # The sandbox's own list if it exports one (as a "a+b" string or a sequence), else FULL_ISOLATION.
+    # The sandbox says which layers it offers (`dllm_mcmc.eval.sandbox.FULL_ISOLATION`, "a+b+..."):
+    # "full" follows it when it gains layers. nobody is wanted only when this process is root.
     from dllm_mcmc.eval import sandbox
 
-    exported = getattr(sandbox, "FULL_ISOLATION", None)
-    layers: Iterable[str] = FULL_ISOLATION if exported is None else (
-        exported.split("+") if isinstance(exported, str) else exported)
+    layers = sandbox.FULL_ISOLATION.split("+")
     if parent_is_root is None:
         parent_is_root = os.geteuid() == 0
     return tuple(layer for layer in layers if parent_is_root or layer != "nobody")
 
 
 def missing_isolation(level: str, *, parent_is_root: bool | None = None) -> list[str]:
-    """The layers of the full isolation (`FULL_ISOLATION`) that ``level`` (``"netns+rofs+audit"``) lacks.
+    """The layers of the sandbox's ``FULL_ISOLATION`` that ``level`` (``"netns+rofs+audit"``) lacks.
 
     ``parent_is_root`` (default: whether this process runs as root) decides whether ``nobody`` is wanted.
 
@@ -397,8 +390,8 @@ def missing_isolation(level: str, *, parent_is_root: bool | None = None) -> list
 def isolation_is_full(level: str, *, parent_is_root: bool | None = None) -> bool:
     """Whether ``level`` (a `SandboxResult.isolation`) holds every layer the sandbox offers here.
 
-    Full is `FULL_ISOLATION`, without ``nobody`` when this process is not root (its children are not
-    root either). The one place that defines "full": adapt it here when the sandbox gains layers.
+    Full is the sandbox's `dllm_mcmc.eval.sandbox.FULL_ISOLATION`, without ``nobody`` when this process is
+    not root (its children are not root either).
     """
     return not missing_isolation(level, parent_is_root=parent_is_root)
 
