@@ -38,6 +38,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -46,8 +48,8 @@ from pyro import poutine
 from dllm_mcmc._checks import one_of, positive_float, positive_int
 from dllm_mcmc.decoding.canvas import Prompt, canvas_attention, masked_canvas, prompt_batch
 from dllm_mcmc.decoding.config import Rule
+from dllm_mcmc.decoding.record import DecoderRecord
 from dllm_mcmc.decoding.rules import NEG_INF, position_rule_of
-from dllm_mcmc.decoding.trajectory import Trajectory
 from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
 from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
 from dllm_mcmc.denoisers.metered import MeteredDenoiser
@@ -59,6 +61,15 @@ CONFIDENCE_REFUSAL = (
     "proposal density q can be evaluated, and an MH ratio built on it would be wrong. Use "
     "'random' or 'stochastic' (or 'top_prob', 'margin', 'entropy')."
 )
+
+
+class Score(NamedTuple):
+    """The target's two numbers for decoded responses (``[...]`` each): ``log_target`` (unnormalised
+    ``log π_T(σ, x) = log u(σ | x) + L(x, σ)/T``) and ``log_likelihood`` (``L(x, σ)``), kept together because
+    the ELBO likelihood is random: both must come from one evaluation."""
+
+    log_target: torch.Tensor
+    log_likelihood: torch.Tensor
 
 
 class TemperedTarget:
@@ -173,14 +184,29 @@ class TemperedTarget:
             self.denoiser, rows, tokens, self.elbo_samples, self._elbo_generator, self.max_rows, prompt_mask
         )
 
-    def log_density(self, trajectory: Trajectory) -> torch.Tensor:
-        """``[S]`` unnormalised ``log π_T(σ, x) = log u(σ | x) + L(x, σ)/T`` from a decoder record.
+    def score(self, record: DecoderRecord) -> Score:
+        """`Score` of a decoder record (`DecoderRecord`: a `Trajectory`, a stepwise draw, an SMC run's
+        particles): the one place the target formula is written,
 
-        The trajectory must come from a decoder with this target's order law (any token
-        temperature): its position terms are then exactly ``log u``.
+            log π_T(σ, x) = log u(σ | x) + L(x, σ) / T.
+
+        The record must come from a decoder with this target's order law (any token temperature): its
+        position terms are then exactly ``log u``. For ``order`` no forward call is made.
+
+        >>> import torch
+        >>> from dllm_mcmc import ExactDenoiser, decode
+        >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+        >>> traj = decode(toy, None, 4, num_samples=2, generator=torch.Generator().manual_seed(0))
+        >>> score = TemperedTarget(toy, None, 4, target_temperature=0.5).score(traj)
+        >>> bool(torch.equal(score.log_target, traj.log_position + 2 * traj.log_p))
+        True
         """
-        log_lik = self.log_likelihood(trajectory.tokens, trajectory.log_p)
-        return trajectory.log_position + log_lik / self.target_temperature
+        log_likelihood = self.log_likelihood(record.tokens, record.log_p)
+        return Score(record.log_position + log_likelihood / self.target_temperature, log_likelihood)
+
+    def log_density(self, record: DecoderRecord) -> torch.Tensor:
+        """``[S]`` unnormalised ``log π_T(σ, x)`` of a decoder record (``score(record).log_target``)."""
+        return self.score(record).log_target
 
     def model(self, num_rows: int = 1) -> None:
         """The Pyro program of the target: decoding at τ = 1 plus a tempering factor."""

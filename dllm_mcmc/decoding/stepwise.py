@@ -90,7 +90,7 @@ class StepwiseDraw:
         tokens: ``[S, L]`` response ids; ``order``: ``[S, L]`` the position committed at each step.
         log_position: ``[S]`` sum of the rule's log-probabilities of its choices (``log u(σ | x)``).
         log_p: ``[S]`` untempered chain rule ``Σ_t log p(x_σt | state_t)`` of the committed tokens.
-        accept_prob: ``[S]`` per-step mean of the selection's statistic: for ``mh`` the fraction of
+        selection_stat: ``[S]`` per-step mean of the selection's statistic: for ``mh`` the fraction of
             accepted moves (1 when ``K = 1``), for ``sir`` the normalised ESS ``∈ [1/K, 1]``.
         nfe, forward_rows: forward calls made to the denoiser (micro-batches counted) and rows.
     """
@@ -99,7 +99,7 @@ class StepwiseDraw:
     order: torch.Tensor
     log_position: torch.Tensor
     log_p: torch.Tensor
-    accept_prob: torch.Tensor
+    selection_stat: torch.Tensor
     nfe: int
     forward_rows: int
 
@@ -249,7 +249,7 @@ def stepwise_decode(
             "denoiser returned NaN/+inf logits, or every candidate has zero target mass)"
         )
     return StepwiseDraw(tokens=response.clone(), order=order, log_position=log_position, log_p=chain_log_p,
-                        accept_prob=(accept_sum / len(steps)).float(), nfe=meter.nfe - nfe_before,
+                        selection_stat=(accept_sum / len(steps)).float(), nfe=meter.nfe - nfe_before,
                         forward_rows=meter.forward_rows - rows_before)
 
 

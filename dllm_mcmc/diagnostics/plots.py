@@ -19,7 +19,7 @@ from scipy import stats as _scipy_stats
 
 from dllm_mcmc.diagnostics.convert import SequenceProbs
 from dllm_mcmc.diagnostics.summary import _number, stat_trace, trace_diagnostics
-from dllm_mcmc.mcmc.result import Result
+from dllm_mcmc.mcmc.result import MOVE_STATS, Result
 
 
 def plot_trace(result: Result, stat: str = "log_target", path: str | Path | None = None) -> Figure:
@@ -104,8 +104,15 @@ def plot_rank(
 
 
 def plot_acceptance(result: Result, path: str | Path | None = None) -> Figure:
-    """Running mean acceptance over the draws, one line per chain; dashed: the overall mean."""
-    accepted = result.acceptance_trace.detach().to("cpu", torch.float64).numpy()
+    """Running mean of the kernel's move statistic over the draws (`Result.move_stat`, labelled with its own
+    name: MH acceptance, SMC's normalised ESS, particle Gibbs' leaving of the reference...), one line per
+    chain; dashed: the overall mean."""
+    move = result.move_stat
+    if move is None:
+        raise KeyError(f"no move statistic in this result (one of {', '.join(MOVE_STATS)}); it has "
+                       f"{sorted(result.stats)}")
+    name, trace = move
+    accepted = trace.detach().to("cpu", torch.float64).numpy()
     steps = np.arange(1, accepted.shape[1] + 1)
     running = np.cumsum(accepted, axis=1) / steps
     fig = Figure(figsize=(8, 3.5), layout="constrained")
@@ -116,8 +123,8 @@ def plot_acceptance(result: Result, path: str | Path | None = None) -> Figure:
         ax.axhline(accepted.mean(), color="k", ls="--", lw=1, label=f"mean {accepted.mean():.3f}")
     ax.set_ylim(0, 1)
     ax.set_xlabel("draw")
-    ax.set_ylabel("running acceptance")
-    ax.set_title("acceptance rate")
+    ax.set_ylabel(f"running mean of {name}")
+    ax.set_title(MOVE_STATS[name])
     if accepted.shape[0] <= 10:
         ax.legend(loc="best", fontsize="small", ncols=min(accepted.shape[0] + 1, 4))
     return _save(fig, path)

@@ -24,7 +24,7 @@ from dllm_mcmc.diagnostics.convert import (
     ESS_PER_CHAIN_THRESHOLD,
     RHAT_THRESHOLD,
 )
-from dllm_mcmc.mcmc.result import Result
+from dllm_mcmc.mcmc.result import MOVE_STATS, Result
 
 
 def summary(result: Result, stats: Sequence[str] = DIAGNOSED_STATS) -> dict[str, Any]:
@@ -38,18 +38,23 @@ def summary(result: Result, stats: Sequence[str] = DIAGNOSED_STATS) -> dict[str,
     draws NaN everywhere).
 
     Token ids are not diagnosed: they are categorical, and their ties break rank statistics.
-    A result without an acceptance stat (``accepted`` / ``accept_prob``) reports NaN acceptance.
+    ``acceptance`` is MH acceptance only (``accepted`` / ``accept_prob``; NaN for a kernel that is not MH or
+    a result without the stat); ``move`` is the kernel's own move statistic under its own name
+    (`dllm_mcmc.mcmc.result.Result.move_stat`: MH acceptance, SMC's normalised ESS, particle Gibbs' leaving
+    of the reference, the stepwise selection's), ``None`` without one.
 
     Returns:
         ``{"num_chains", "num_draws", "nfe", "forward_rows", "wall_time",
         "acceptance": {"per_chain": [float] * C, "mean": float},
+        "move": {"stat": str, "label": str, "per_chain": [float] * C, "mean": float} or None,
         "diagnostics": {stat: {"mean", "ess_bulk", "ess_tail", "r_hat"}}}``, all plain Python
         numbers.
     """
     if "accepted" in result.stats or "accept_prob" in result.stats:
         acceptance = result.acceptance_trace.detach().to("cpu", torch.float64)
-    else:  # a result without acceptance stats (from Pyro's MCMC without a StatsRecorder): NaN
+    else:  # not an MH kernel, or a result without stats (Pyro's MCMC without a StatsRecorder): NaN
         acceptance = torch.full((result.num_chains, result.num_samples), math.nan, dtype=torch.float64)
+    move = result.move_stat
     diagnostics = {}
     for name in stats:
         if name in result.stats:
@@ -64,8 +69,15 @@ def summary(result: Result, stats: Sequence[str] = DIAGNOSED_STATS) -> dict[str,
             "per_chain": [float(rate) for rate in acceptance.mean(-1)],
             "mean": float(acceptance.mean()) if acceptance.numel() else math.nan,
         },
+        "move": None if move is None else {"stat": move[0], "label": MOVE_STATS[move[0]],
+                                           **_means(move[1].detach().to("cpu", torch.float64))},
         "diagnostics": diagnostics,
     }
+
+
+def _means(trace: torch.Tensor) -> dict[str, Any]:
+    return {"per_chain": [float(value) for value in trace.mean(-1)],
+            "mean": float(trace.mean()) if trace.numel() else math.nan}
 
 
 def trace_diagnostics(trace: np.ndarray) -> dict[str, float]:
@@ -100,9 +112,11 @@ def format_summary(summary_dict: Mapping[str, Any]) -> str:
         f"{chains} chains x {summary_dict['num_draws']} draws, nfe {summary_dict['nfe']}, "
         f"forward rows {summary_dict['forward_rows']}, wall time {summary_dict['wall_time']:.2f} s",
     ]
-    acceptance = summary_dict["acceptance"]
-    per_chain = " ".join(f"{rate:.3f}" for rate in acceptance["per_chain"])
-    lines.append(f"acceptance {acceptance['mean']:.3f} (per chain: {per_chain})")
+    move = summary_dict.get("move")
+    if move is None:  # no move statistic: the MH acceptance line says NaN
+        move = {"label": "acceptance", **summary_dict["acceptance"]}
+    per_chain = " ".join(f"{rate:.3f}" for rate in move["per_chain"])
+    lines.append(f"{move['label']} {move['mean']:.3f} (per chain: {per_chain})")
     rows = summary_dict["diagnostics"]
     if rows:
         width = max(len("stat"), *(len(name) for name in rows))

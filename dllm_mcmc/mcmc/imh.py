@@ -91,7 +91,7 @@ class IMH(TargetKernel):
     # -- Pyro's lifecycle -------------------------------------------------------------------
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
-        self._start(warmup_steps)
+        self.start(warmup_steps)
         self._queue: list[tuple[ChainState, torch.Tensor]] = []
         self._state, self._log_likelihood = self._next_proposal()  # the chain starts at a draw from the proposal
 
@@ -104,8 +104,8 @@ class IMH(TargetKernel):
     @initial_params.setter
     def initial_params(self, params: dict[str, torch.Tensor]) -> None:
         """Start the chains at given ``tokens`` and ``order`` ``[C, L]`` (scored by replay)."""
-        traj = self._replay(params["tokens"], params["order"])
-        log_target, self._log_likelihood = self._score(traj)
+        traj = self.replay(params["tokens"], params["order"])
+        log_target, self._log_likelihood = self.target.score(traj)
         self._state = ChainState(traj.tokens, traj.order, log_target, traj.log_q)
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -116,7 +116,7 @@ class IMH(TargetKernel):
         proposed, proposed_log_likelihood = self._next_proposal()
         self._state, step = independent_mh_step(self._state, proposed, self.generator)
         self._log_likelihood = torch.where(step.accepted, proposed_log_likelihood, self._log_likelihood)
-        self._count_acceptance(step.accepted)
+        self.track("accepted", step.accepted)
         self.info = {
             "log_target": self._state.log_target,
             "log_likelihood": self._log_likelihood,
@@ -136,7 +136,7 @@ class IMH(TargetKernel):
     def _params(self) -> dict[str, torch.Tensor]:
         # its callers (initial_params, sample) check that setup() ran
         assert self._state is not None and self._log_likelihood is not None
-        return self._sites(self._state.tokens, self._state.order, self._state.log_target, self._log_likelihood)
+        return self.sites(self._state.tokens, self._state.order, self._state.log_target, self._log_likelihood)
 
     def _next_proposal(self) -> tuple[ChainState, torch.Tensor]:
         """The next proposal of every chain and its likelihood ``L(x, σ)`` ``[C]``."""
@@ -155,7 +155,7 @@ class IMH(TargetKernel):
             max_rows=self.target.max_rows,
             **self.proposal.as_dict(),
         )
-        log_target, log_likelihood = self._score(traj)
+        log_target, log_likelihood = self.target.score(traj)
         fields = (traj.tokens, traj.order, log_target, traj.log_q)
         # rows are batch-major: proposal b of chain c is row b * C + c
         return [

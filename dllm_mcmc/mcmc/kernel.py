@@ -104,21 +104,37 @@ class KernelProtocol(Protocol):
 
 
 class TargetKernel(MCMCKernel):
-    """Plumbing shared by the kernels over a `TemperedTarget` (not an algorithm itself).
+    """The base of a kernel over a `TemperedTarget`: the whole contract of a kernel author.
+
+    **Required**: ``sample(params) -> params``, one step of every chain (Pyro's one abstract method). It
+    returns `sites` (the state and the scalar sites) and sets ``self.info``, per-chain float tensors
+    ``[C]`` of what the step did.
+
+    **Optional** (defaults here): ``setup(warmup_steps)`` (default: `start`, which seeds
+    ``self.generator`` and resets the meter and the tracked statistics: call it first when overriding);
+    ``initial_params`` (the chains' first state; an independent kernel, ``needs_warmup = False``, never
+    needs one under `dllm_mcmc.sample`); ``cleanup``; ``logging`` and ``diagnostics`` (both report the
+    running means of what `track` was given); ``name`` (for records).
+
+    **Helpers**: ``self.target.score(record)`` (the one target formula, for any decoder record),
+    `replay` (a decoder record of given states), `sites` (the params a step returns), `track` (a running
+    per-chain statistic under its own name: ``accept_prob`` only for MH acceptance probabilities),
+    ``self.proposal`` (the proposal decoder's `DecodeConfig`: the target's rule at ``τ``), and
+    `dllm_mcmc.mh` for the accept/reject arithmetic. ``self.transforms = {}`` is set because Pyro's
+    ``MCMC`` otherwise looks for ``kernel.model`` to build transforms of continuous sites; our sites are
+    discrete and need none.
 
     Validates ``target``, ``num_chains`` (a multiple of the target's number of prompts: with a list of
-    prompts, chain ``c`` samples prompt ``c mod C``) and ``proposal_temperature``, derives the proposal decoder
-    from the target's order law (``self.proposal``), and keeps the kernel's generator, the running
-    acceptance for `logging` / `diagnostics`, and the cost read from the target's meter.
-    Subclasses call `_start` from ``setup`` and `_count_acceptance` once per step, and build the params
-    they return with `_sites` (the state plus the scalar sites of `scalar_sites`).
+    prompts, chain ``c`` samples prompt ``c mod C``) and ``proposal_temperature`` (``None``: the target's
+    ``T``; a colder proposal warns). The cost is read from the target's meter.
     """
 
     name = "kernel"
+    needs_warmup = True
     scalar_sites: tuple[str, ...] = SCALAR_SITES
 
-    def __init__(self, target: TemperedTarget, *, proposal_temperature: float | None, num_chains: int,
-                 seed: int) -> None:
+    def __init__(self, target: TemperedTarget, *, proposal_temperature: float | None = None, num_chains: int = 1,
+                 seed: int = 0) -> None:
         if not isinstance(target, TemperedTarget):
             raise ValueError(f"target must be a TemperedTarget, got {type(target).__name__}")
         positive_int("num_chains", num_chains)
@@ -135,20 +151,32 @@ class TargetKernel(MCMCKernel):
         self.seed = seed
         self.transforms: dict[str, Any] = {}  # Pyro's MCMC looks for kernel.model unless this exists
         self.info: dict[str, torch.Tensor] | None = None
+        self._tracked: dict[str, torch.Tensor] = {}
+        self._tracked_steps: dict[str, int] = {}
 
-    def _start(self, warmup_steps: int) -> None:
-        """Seed the generator, reset the meter and the acceptance counters."""
+    def setup(self, warmup_steps: int = 0, *args: Any, **kwargs: Any) -> None:
+        self.start(warmup_steps)
+
+    def start(self, warmup_steps: int) -> None:
+        """Seed ``self.generator`` from ``seed``, reset the target's meter and the tracked statistics."""
         self.warmup_steps = warmup_steps
-        device = self.target.device
-        self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        self.generator = torch.Generator(device=self.target.device).manual_seed(self.seed)
         self.target.denoiser.reset()
-        self._steps = 0
-        self._acceptance_sum = torch.zeros(self.num_chains, device=device)
+        self._tracked, self._tracked_steps = {}, {}
         self.info = None
 
-    def _count_acceptance(self, acceptance: torch.Tensor) -> None:
-        self._steps += 1
-        self._acceptance_sum += acceptance.float()
+    def track(self, name: str, value: torch.Tensor) -> None:
+        """Add ``value [C]`` to the running per-chain mean of the statistic ``name`` (shown by `logging`, returned
+        by `diagnostics`). Call it once per move: ``accept_prob`` for MH kernels, ``ess`` for SMC."""
+        value = value.float()
+        self._tracked[name] = self._tracked.get(name, torch.zeros_like(value)) + value
+        self._tracked_steps[name] = self._tracked_steps.get(name, 0) + 1
+
+    def running_mean(self, name: str) -> torch.Tensor:
+        """``[C]`` mean of the values `track` was given under ``name`` since ``setup``."""
+        if name not in self._tracked:
+            raise KeyError(f"{name!r} was never tracked; tracked: {sorted(self._tracked)}")
+        return self._tracked[name] / self._tracked_steps[name]
 
     @property
     def save_params(self) -> list[str]:
@@ -164,37 +192,31 @@ class TargetKernel(MCMCKernel):
     def save_params(self, names: list[str] | tuple[str, ...]) -> None:
         self._save_params = sorted(names)
 
-    def _score(self, trajectory: Trajectory) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log π_T, L(x, σ))`` ``[S]`` of a decoder record with the target's order law: what
-        `TemperedTarget.log_density` computes, with the likelihood kept (one draw of it: the ELBO is
-        random, so both numbers must come from the same evaluation)."""
-        log_likelihood = self.target.log_likelihood(trajectory.tokens, trajectory.log_p)
-        return trajectory.log_position + log_likelihood / self.target.target_temperature, log_likelihood
-
-    def _replay(self, tokens: torch.Tensor, order: torch.Tensor) -> Trajectory:
+    def replay(self, tokens: torch.Tensor, order: torch.Tensor) -> Trajectory:
         """The proposal decoder's record of given states ``[C, L]`` (teacher-forced; ``L`` forward calls)."""
         from dllm_mcmc.decoding.decode import replay
 
         return replay(self.target.denoiser, self.target.prompt_for(tokens.shape[0]), tokens, order, self.proposal,
                       max_rows=self.target.max_rows)
 
-    def _sites(self, tokens: torch.Tensor, order: torch.Tensor, log_target: torch.Tensor,
-               log_likelihood: torch.Tensor) -> dict[str, torch.Tensor]:
+    def sites(self, tokens: torch.Tensor, order: torch.Tensor, log_target: torch.Tensor,
+              log_likelihood: torch.Tensor) -> dict[str, torch.Tensor]:
         """The params a step returns: the state (``tokens``, ``order``) and the float32 scalar sites."""
         length = response_length(tokens, getattr(self.target.denoiser, "eos_id", None))
         return {"tokens": tokens, "order": order, "log_target": log_target.float(),
                 "log_likelihood": log_likelihood.float(), "length": length.float()}
 
     def logging(self) -> dict[str, str]:
-        rate = float(self._acceptance_sum.mean() / max(self._steps, 1))
-        return {"acc. rate": f"{rate:.3f}"}
+        """The running mean of every tracked statistic (Pyro's progress bar and `dllm_mcmc.sample`'s)."""
+        return {name: f"{float(self.running_mean(name).mean()):.3f}" for name in self._tracked}
 
     def diagnostics(self) -> dict:
-        """Picklable summary: acceptance per chain (over every step since ``setup``, warm-up included), the
-        steps and the cost so far. Pyro's ``MCMC.diagnostics()`` adds each entry under ``"chain 0"``."""
+        """Picklable summary: every tracked statistic per chain (over every step since ``setup``, warm-up
+        included), the moves, and the cost so far. Pyro's ``MCMC.diagnostics()`` adds each entry under
+        ``"chain 0"``."""
         return {
-            "acceptance_rate": (self._acceptance_sum / max(self._steps, 1)).tolist(),
-            "steps": self._steps,
+            **{name: self.running_mean(name).tolist() for name in self._tracked},
+            "steps": max(self._tracked_steps.values(), default=0),
             "nfe": self.target.denoiser.nfe,
             "forward_rows": self.target.denoiser.forward_rows,
         }

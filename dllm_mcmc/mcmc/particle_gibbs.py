@@ -11,8 +11,9 @@ invariant for every ``N ≥ 2`` (it is a Gibbs step on the extended target of An
 `sample` returns the new state (``tokens``, ``order``) and the scalar sites ``log_target``,
 ``log_likelihood``, ``length`` (see `dllm_mcmc.mcmc.kernel`). After each `sample`, ``info`` holds float
 tensors ``[C]``: ``log_target`` (``log u(σ | x) + log p(x | σ) / T`` of the new state), ``log_likelihood``
-(``log p(x | σ)``), ``accept_prob`` (``1 − W^0``, the probability that a particle other than the reference
-slot is picked), ``accepted`` (1 if one was), ``nfe`` and ``forward_rows`` (rows divided by ``C``).
+(``log p(x | σ)``), ``leave_prob`` (``1 − W^0``, the probability that a particle other than the reference
+slot is picked: not an MH acceptance probability), ``left_reference`` (1 if one was), ``nfe`` and
+``forward_rows`` (rows divided by ``C``).
 
 Example:
     >>> from dllm_mcmc import ExactDenoiser, TemperedTarget
@@ -68,7 +69,7 @@ class ParticleGibbs(TargetKernel):
         self._state: dict[str, torch.Tensor] | None = None
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
-        self._start(warmup_steps)
+        self.start(warmup_steps)
         out = self._smc(None)  # the chains start at one particle of an unconditional SMC run
         self._state, _ = self._pick(out)
 
@@ -82,8 +83,8 @@ class ParticleGibbs(TargetKernel):
     def initial_params(self, params: dict[str, torch.Tensor]) -> None:
         """Start the chains at given ``tokens`` and ``order`` ``[C, L]`` (the first references), scored by a
         replay (``L`` forward calls) for their scalar sites."""
-        log_target, log_likelihood = self._score(self._replay(params["tokens"], params["order"]))
-        self._state = self._sites(params["tokens"], params["order"], log_target, log_likelihood)
+        log_target, log_likelihood = self.target.score(self.replay(params["tokens"], params["order"]))
+        self._state = self.sites(params["tokens"], params["order"], log_target, log_likelihood)
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One conditional-SMC step per chain from the kernel's current reference (``params`` is not read)."""
@@ -94,14 +95,14 @@ class ParticleGibbs(TargetKernel):
         out = self._smc((self._state["tokens"], self._state["order"]))
         self._state, picked = self._pick(out)
         weights = out.normalised_weights()
-        accepted = (picked != 0).float()
-        self._count_acceptance(accepted)
+        left = (picked != 0).float()
+        self.track("left_reference", left)
         C = self.num_chains
         self.info = {
             "log_target": self._state["log_target"],
             "log_likelihood": self._state["log_likelihood"],
-            "accept_prob": (1 - weights[:, 0]).float(),
-            "accepted": accepted,
+            "leave_prob": (1 - weights[:, 0]).float(),
+            "left_reference": left,
             "nfe": torch.full((C,), float(meter.nfe - nfe_before), device=picked.device),
             "forward_rows": torch.full((C,), (meter.forward_rows - rows_before) / C, device=picked.device),
         }
@@ -122,6 +123,6 @@ class ParticleGibbs(TargetKernel):
         """One particle per chain drawn ∝ its final weight: its params (state and scalar sites) and slot."""
         picked = gumbel_max(out.log_weight, self.generator)
         rows = torch.arange(out.tokens.shape[0], device=picked.device)
-        log_likelihood = out.log_p[rows, picked]  # the order likelihood: the chain rule along σ
-        log_target = out.log_position[rows, picked] + log_likelihood / self.target.target_temperature
-        return self._sites(out.tokens[rows, picked], out.order[rows, picked], log_target, log_likelihood), picked
+        log_target, log_likelihood = self.target.score(out)  # [R, N]; the order likelihood: no forward call
+        return self.sites(out.tokens[rows, picked], out.order[rows, picked], log_target[rows, picked],
+                          log_likelihood[rows, picked]), picked

@@ -89,7 +89,7 @@ class Power(TargetKernel):
         self._state: Trajectory | None = None
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
-        self._start(warmup_steps)
+        self.start(warmup_steps)
         start = decode(self.target.denoiser, self.target.prompt_for(self.num_chains), self.target.gen_length,
                        num_samples=self.num_chains, generator=self.generator, max_rows=self.target.max_rows,
                        **self.proposal.as_dict())
@@ -103,7 +103,7 @@ class Power(TargetKernel):
 
     @initial_params.setter
     def initial_params(self, params: dict[str, torch.Tensor]) -> None:
-        self._set_state(self._replay(params["tokens"], params["order"]))
+        self._set_state(self.replay(params["tokens"], params["order"]))
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``moves_per_draw`` MH moves for every chain; the state is kept by the kernel."""
@@ -115,7 +115,7 @@ class Power(TargetKernel):
                                 device=self._log_target.device)
             proposed = redecode(self.target.denoiser, self.target.prompt_for(self.num_chains), self._state, cut,
                                 self.generator, self.proposal, max_rows=self.target.max_rows)
-            proposed_log_target, proposed_log_likelihood = self._score(proposed)
+            proposed_log_target, proposed_log_likelihood = self.target.score(proposed)
             log_ratio = (proposed_log_target - self._log_target
                          + self._suffix_log_q(self._state, cut) - self._suffix_log_q(proposed, cut))
             accept_prob, accepted = mh_accept(log_ratio, self.generator)
@@ -124,7 +124,7 @@ class Power(TargetKernel):
             self._log_likelihood = torch.where(accepted, proposed_log_likelihood, self._log_likelihood)
             accept_probs.append(accept_prob)
             accepted_total += accepted.float()
-            self._count_acceptance(accepted)
+            self.track("accepted", accepted)
         log_proposal = self._state.log_q
         self.info = {
             "log_target": self._log_target,
@@ -139,11 +139,11 @@ class Power(TargetKernel):
 
     def _params(self) -> dict[str, torch.Tensor]:
         assert self._state is not None  # its callers check that setup() ran
-        return self._sites(self._state.tokens, self._state.order, self._log_target, self._log_likelihood)
+        return self.sites(self._state.tokens, self._state.order, self._log_target, self._log_likelihood)
 
     def _set_state(self, trajectory: Trajectory) -> None:
         self._state = trajectory
-        self._log_target, self._log_likelihood = self._score(trajectory)
+        self._log_target, self._log_likelihood = self.target.score(trajectory)
 
     def _suffix_log_q(self, trajectory: Trajectory, cut: torch.Tensor) -> torch.Tensor:
         """``log q`` of the trajectory's steps from ``cut`` on (positions dropped if asked)."""

@@ -14,6 +14,17 @@ import torch
 if TYPE_CHECKING:  # xarray is imported by the conversion only (lazily), not with the package
     import xarray as xr
 
+MOVE_STATS = {
+    "accepted": "MH acceptance",
+    "accept_prob": "MH acceptance probability",
+    "selection_accept_rate": "candidate selection acceptance",
+    "selection_ess": "candidate ESS / K",
+    "left_reference": "reference left",
+    "leave_prob": "probability of leaving the reference",
+    "ess": "SMC ESS / N",
+}
+"""The per-draw statistics that say how a kernel moved, in the order `Result.move_stat` looks for them, with
+the label diagnostics show them under (never one statistic under another's name)."""
 STAT_NAMES = ("log_target", "log_likelihood", "log_proposal", "log_weight", "accept_prob", "accepted", "length")
 
 
@@ -71,18 +82,31 @@ class Result:
 
     @property
     def acceptance_trace(self) -> torch.Tensor:
-        """``[C, S]`` acceptance per draw: the ``accepted`` stat (0/1, or the mean over a draw's moves),
-        or, for a kernel without one (``stepwise``, whose every draw is new), ``accept_prob`` (for
-        ``stepwise`` the per-step acceptance of its candidate selection).
+        """``[C, S]`` MH acceptance per draw: the ``accepted`` stat (0/1, or the mean over a draw's moves),
+        else ``accept_prob``. Only MH kernels (``imh``, ``power``) have one: see `move_stat` for the others.
 
         Raises:
-            KeyError: the result has neither (for example one converted from Pyro's ``MCMC`` without a
-                `dllm_mcmc.mcmc.pyro_mcmc.StatsRecorder`).
+            KeyError: the result has neither (a kernel that is not MH, or a result converted from Pyro's
+                ``MCMC`` without a `dllm_mcmc.mcmc.pyro_mcmc.StatsRecorder`).
         """
         for name in ("accepted", "accept_prob"):
             if name in self.stats:
                 return self.stats[name]
-        raise KeyError(f"no acceptance stat ('accepted' or 'accept_prob') in this result; it has {sorted(self.stats)}")
+        move = self.move_stat
+        raise KeyError("no MH acceptance stat ('accepted' or 'accept_prob') in this result"
+                       + (f": its kernel reports {move[0]!r} instead (Result.move_stat)" if move else
+                          f"; it has {sorted(self.stats)}"))
+
+    @property
+    def move_stat(self) -> tuple[str, torch.Tensor] | None:
+        """``(name, [C, S] trace)`` of the statistic that says how a kernel moved, under its own name (the
+        first of `MOVE_STATS` present): MH acceptance (``accepted``, ``accept_prob``), the stepwise candidate
+        selection's (``selection_accept_rate``, ``selection_ess``), particle Gibbs' leaving of the reference
+        (``left_reference``, ``leave_prob``) or SMC's normalised ESS (``ess``); ``None`` without any."""
+        for name in MOVE_STATS:
+            if name in self.stats:
+                return name, self.stats[name]
+        return None
 
     # -- conversion and files ---------------------------------------------------------------------
 

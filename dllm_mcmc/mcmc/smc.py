@@ -6,7 +6,7 @@ from the particle approximation). Draws are independent but only **approximately
 bias of the weighted particle law is ``O(1/N)``; `ParticleGibbs` is the exact kernel built on the same
 SMC. `sample` returns the draws (``tokens``, ``order``) and the scalar sites ``log_target``,
 ``log_likelihood``, ``length`` (see `dllm_mcmc.mcmc.kernel`). After each `sample`, ``info`` holds float
-tensors ``[C]``: ``log_target`` and ``log_likelihood`` of the draw, ``accept_prob`` (the normalised ESS of the
+tensors ``[C]``: ``log_target`` and ``log_likelihood`` of the draw, ``ess`` (the normalised ESS of the
 final weights, ``ESS / N``), ``log_normalizer`` (``log Ẑ``), ``nfe`` and ``forward_rows`` (rows divided by
 ``C``).
 
@@ -43,7 +43,7 @@ class SMC(ParticleGibbs):
                          position_proposal=position_proposal)
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
-        self._start(warmup_steps)
+        self.start(warmup_steps)
         self._state = None
         self._ready = True
 
@@ -61,8 +61,8 @@ class SMC(ParticleGibbs):
     def initial_params(self, params: dict[str, torch.Tensor]) -> None:
         """Accepted for Pyro's API (draws never depend on the current state); the state is scored by a
         replay (``L`` forward calls) for its scalar sites."""
-        log_target, log_likelihood = self._score(self._replay(params["tokens"], params["order"]))
-        self._state = self._sites(params["tokens"], params["order"], log_target, log_likelihood)
+        log_target, log_likelihood = self.target.score(self.replay(params["tokens"], params["order"]))
+        self._state = self.sites(params["tokens"], params["order"], log_target, log_likelihood)
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``C`` new independent draws by one batched SMC run (``params`` is not read)."""
@@ -73,12 +73,12 @@ class SMC(ParticleGibbs):
         out = self._smc(None)
         self._state, picked = self._pick(out)
         ess = (effective_sample_size(out.log_weight) / self.num_particles).float()
-        self._count_acceptance(ess)
+        self.track("ess", ess)
         C = self.num_chains
         self.info = {
             "log_target": self._state["log_target"],
             "log_likelihood": self._state["log_likelihood"],
-            "accept_prob": ess,
+            "ess": ess,
             "log_normalizer": out.log_normalizer.float(),
             "nfe": torch.full((C,), float(meter.nfe - nfe_before), device=picked.device),
             "forward_rows": torch.full((C,), (meter.forward_rows - rows_before) / C, device=picked.device),

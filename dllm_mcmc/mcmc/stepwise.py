@@ -7,8 +7,8 @@ Draws are independent: every `sample` call runs one fresh stepwise decode of ``C
 ``order``) and the scalar sites ``log_target``, ``log_likelihood``, ``length`` (see
 `dllm_mcmc.mcmc.kernel`). After each `sample`, ``info`` holds float tensors ``[C]``:
 
-- ``accept_prob``: the decode's per-step mean acceptance (``mh``: fraction of accepted moves of
-  the scan; ``sir``: normalised ESS);
+- ``selection_accept_rate`` (``selection="mh"``): the decode's per-step fraction of accepted moves of the
+  candidate scan; ``selection_ess`` (``"sir"``): the per-step mean normalised ESS of the candidates' weights;
 - ``log_target``: ``log u(σ | x) + L(x, σ) / T`` of the draw (the rule's choice probabilities and
   the target's likelihood; for ``order`` the chain rule of the committed tokens);
 - ``log_likelihood``: ``L(x, σ)``;
@@ -56,12 +56,13 @@ class Stepwise(TargetKernel):
                             suffix_scope=suffix_scope, dedupe=dedupe, max_suffix_completions=max_suffix_completions)
         check_stepwise_options(target.rule, target.gen_length, target.denoiser, **self.options)
         self.max_rows = max_rows
+        self.selection_stat = "selection_accept_rate" if selection == "mh" else "selection_ess"
         self._rows = (target.max_rows if max_rows is None
                       else resolve_max_rows(target.denoiser, max_rows, target.prompt_length + target.gen_length))
         self._params: dict[str, torch.Tensor] | None = None
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
-        self._start(warmup_steps)
+        self.start(warmup_steps)
         self._params = None
         self._ready = True
 
@@ -79,13 +80,13 @@ class Stepwise(TargetKernel):
     def initial_params(self, params: dict[str, torch.Tensor]) -> None:
         """Accepted for Pyro's API (draws never depend on the current state); the state is scored by a
         replay (``L`` forward calls) for its scalar sites."""
-        log_target, log_likelihood = self._score(self._replay(params["tokens"], params["order"]))
-        self._params = self._sites(params["tokens"], params["order"], log_target, log_likelihood)
+        log_target, log_likelihood = self.target.score(self.replay(params["tokens"], params["order"]))
+        self._params = self.sites(params["tokens"], params["order"], log_target, log_likelihood)
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``C`` new independent draws by one batched stepwise decode (``params`` is not read)."""
         self._params, self.info = self._decode()
-        self._count_acceptance(self.info["accept_prob"])
+        self.track(self.selection_stat, self.info[self.selection_stat])
         return self._params
 
     def _decode(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -94,14 +95,13 @@ class Stepwise(TargetKernel):
         draw = stepwise_decode(meter, target.prompt_for(num_rows), target.gen_length, rule=target.rule,
                                temperature=self.proposal.temperature, target_temperature=target.target_temperature,
                                num_samples=num_rows, generator=self.generator, max_rows=self._rows, **self.options)
-        log_likelihood = target.log_likelihood(draw.tokens, draw.log_p)
-        log_target = draw.log_position + log_likelihood / target.target_temperature
+        log_target, log_likelihood = target.score(draw)
         device = draw.tokens.device
         info = {
-            "accept_prob": draw.accept_prob,
+            self.selection_stat: draw.selection_stat,
             "log_target": log_target.float(),
             "log_likelihood": log_likelihood.float(),
             "nfe": torch.full((num_rows,), float(meter.nfe - nfe_before), device=device),
             "forward_rows": torch.full((num_rows,), (meter.forward_rows - rows_before) / num_rows, device=device),
         }
-        return self._sites(draw.tokens, draw.order, log_target, log_likelihood), info
+        return self.sites(draw.tokens, draw.order, log_target, log_likelihood), info

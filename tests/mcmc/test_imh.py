@@ -105,9 +105,9 @@ def test_runs_under_pyro_mcmc_with_exact_token_ids(toy):
     # with the float scalar sites, Pyro stores each draw as one float tensor: the ids are exact integers
     assert tokens.dtype == torch.float32 and tokens.shape == (1, 20, 3, 4) and torch.equal(tokens, tokens.round())
     assert ((tokens >= 0) & (tokens < 3)).all()
-    assert "acc. rate" in kernel.logging()
+    assert "accepted" in kernel.logging()
     diagnostics = pickle.loads(pickle.dumps(kernel.diagnostics()))
-    assert len(diagnostics["acceptance_rate"]) == 3
+    assert len(diagnostics["accepted"]) == 3
 
 
 def test_proposal_batch_decodes_many_proposals_in_one_batch(toy):

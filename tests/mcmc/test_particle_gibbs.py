@@ -49,11 +49,11 @@ def test_info_and_cost():
         reference = params["tokens"]
         params = kernel.sample(params)
         info = kernel.info
-        assert set(info) == {"log_target", "log_likelihood", "accept_prob", "accepted", "nfe", "forward_rows"}
+        assert set(info) == {"log_target", "log_likelihood", "leave_prob", "left_reference", "nfe", "forward_rows"}
         assert all(value.shape == (5,) for value in info.values())
         assert info["nfe"].tolist() == [4.0] * 5 and info["forward_rows"].tolist() == [12.0] * 5
-        assert ((info["accept_prob"] >= 0) & (info["accept_prob"] <= 1)).all()
-        kept = info["accepted"] == 0
+        assert ((info["leave_prob"] >= 0) & (info["leave_prob"] <= 1)).all()
+        kept = info["left_reference"] == 0
         assert torch.equal(params["tokens"][kept], reference[kept])
         # random rule: log u(σ | x) = −log 4! for every order
         expected = toy.probs.log()[toy.index(params["tokens"])] / 0.5 - torch.tensor(24.0).log()
@@ -73,8 +73,8 @@ def test_registered_and_runs_under_sample_and_pyro_mcmc():
     tokens = mcmc.get_samples(group_by_chain=True)["tokens"]
     # with the float scalar sites, Pyro stores each draw as one float tensor: the ids are exact integers
     assert tokens.dtype == torch.float32 and tokens.shape == (1, 10, 3, 4) and torch.equal(tokens, tokens.round())
-    assert "acc. rate" in kernel.logging()
-    assert len(pickle.loads(pickle.dumps(kernel.diagnostics()))["acceptance_rate"]) == 3
+    assert "left_reference" in kernel.logging()
+    assert len(pickle.loads(pickle.dumps(kernel.diagnostics()))["left_reference"]) == 3
 
 
 def test_same_seed_same_chain():
@@ -143,12 +143,12 @@ def test_mixed_prompts_each_chain_runs_as_with_its_prompt_alone():
     accepted = torch.zeros(2)
     for _ in range(4):
         params = mixed.sample(params)
-        accepted += mixed.info["accepted"]
+        accepted += mixed.info["left_reference"]
         for chain, (single, prompt) in enumerate(zip(singles, prompts)):
             alone = single.sample(single.initial_params)
             assert torch.equal(alone["tokens"][chain], params["tokens"][chain])
             assert torch.equal(alone["order"][chain], params["order"][chain])
-            for name in ("log_target", "accept_prob", "accepted"):
+            for name in ("log_target", "leave_prob", "left_reference"):
                 assert torch.allclose(single.info[name][chain], mixed.info[name][chain], atol=1e-5, rtol=0), name
             rows = slice(chain, chain + 1)
             record = replay(denoiser, prompt, params["tokens"][rows], params["order"][rows], mixed.target.order_law)

@@ -97,8 +97,9 @@ def test_diagnostics_are_pyros_statistics_of_the_sites_and_the_kernels_acceptanc
         assert torch.allclose(diagnostics[site]["n_eff"], expected_ess, equal_nan=True), site
         assert torch.allclose(diagnostics[site]["r_hat"], split_gelman_rubin(samples[site]), equal_nan=True), site
     # the kernel's own entries, per Pyro chain: acceptance over every step (no warm-up here: the kept draws)
-    acceptance = diagnostics["acceptance_rate"]["chain 0"]
-    recorded = result_from_pyro(mcmc, recorder).acceptance_trace.double().mean(-1)
+    stat, trace = result_from_pyro(mcmc, recorder).move_stat  # each kernel's own move statistic
+    acceptance = diagnostics[stat]["chain 0"]
+    recorded = trace.double().mean(-1)
     assert torch.allclose(torch.tensor(acceptance, dtype=torch.float64), recorded, atol=1e-6), name
     # the cost at the end of the run (other tests score draws through the same metered target afterwards)
     assert diagnostics["nfe"]["chain 0"] == recorder.cost[0] and diagnostics["steps"]["chain 0"] == S
@@ -115,7 +116,7 @@ def test_result_from_pyro_has_int_tokens_the_sites_and_the_recorded_stats(finish
         assert torch.equal(result.stats[site], samples[site][0].T), site
     # the recorder's per-draw info: the kernel's own record of each step
     assert torch.equal(result.stats["log_target"], torch.stack([i["log_target"] for i in recorder.infos], 1))
-    assert "accept_prob" in result.stats
+    assert result.move_stat is not None
     end = mcmc.diagnostics()  # the kernel's cost when the run ended
     assert (result.nfe, result.forward_rows) == (end["nfe"]["chain 0"], end["forward_rows"]["chain 0"])
     assert result.nfe > 0 and result.wall_time > 0
@@ -130,7 +131,7 @@ def test_from_pyro_mcmc_gives_a_tree_arviz_summarises_without_token_ids(finished
     posterior = set(SCALAR_SITES) | ({"log_proposal"} if name in MH_KERNELS else set())
     assert set(tree["posterior"].data_vars) == posterior
     assert set(tree["tokens"].data_vars) == {"tokens", "order"}
-    assert "accept_prob" in tree["sample_stats"].data_vars
+    assert result_from_pyro(mcmc, recorder).move_stat[0] in tree["sample_stats"].data_vars
     assert dict(tree["posterior"].sizes) == {"chain": C, "draw": S}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a constant trace is 0/0 for ArviZ

@@ -122,7 +122,7 @@ def test_sir_selection_with_many_candidates_matches_the_target():
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0, sharpness=1.0)
     result, _ = _run(toy, num_candidates=64, suffix="exact", selection="sir", dedupe=True, seed=1)
     assert _tv_to_target(toy, result) < 0.03
-    ess = result.stats["accept_prob"]
+    ess = result.stats["selection_ess"]
     assert ((ess >= 1 / 64 - 1e-6) & (ess <= 1 + 1e-6)).all()
 
 
@@ -204,7 +204,7 @@ def test_dedupe_changes_rows_not_results():
     for dedupe in (False, True):
         result, kernel = _run(toy, num_chains=64, num_samples=5, num_candidates=16, seed=4, dedupe=dedupe,
                               target_options={"rule": Rule(block_length=2)})
-        outputs.append((result.tokens, result.stats["log_target"], result.stats["accept_prob"], kernel.cost))
+        outputs.append((result.tokens, result.stats["log_target"], result.stats["selection_accept_rate"], kernel.cost))
     assert torch.equal(outputs[0][0], outputs[1][0])
     assert torch.allclose(outputs[0][1], outputs[1][1]) and torch.allclose(outputs[0][2], outputs[1][2])
     assert outputs[0][3][0] == outputs[1][3][0] and outputs[1][3][1] < outputs[0][3][1]
@@ -234,7 +234,7 @@ def test_equal_weights_accept_every_move():
     toy = ExactDenoiser.random(vocab_size=3, length=1, seed=0)
     for selection in ("mh", "sir"):
         _, kernel = _run(toy, num_chains=8, num_samples=2, num_candidates=6, selection=selection)
-        assert torch.allclose(kernel.info["accept_prob"], torch.ones(8))
+        assert torch.allclose(kernel.info[kernel.selection_stat], torch.ones(8))
         assert "accepted" not in kernel.info  # no constant field: every draw is new
 
 
@@ -260,7 +260,7 @@ def test_same_seed_same_draws_and_other_seed_other_draws():
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
     runs = [_run(toy, num_chains=16, num_samples=4, num_candidates=8, seed=seed)[0] for seed in (5, 5, 6)]
     assert torch.equal(runs[0].tokens, runs[1].tokens)
-    assert torch.equal(runs[0].stats["accept_prob"], runs[1].stats["accept_prob"])
+    assert torch.equal(runs[0].stats["selection_accept_rate"], runs[1].stats["selection_accept_rate"])
     assert not torch.equal(runs[0].tokens, runs[2].tokens)
 
 
@@ -315,8 +315,8 @@ def test_prompt_max_rows_chunking_and_pyro_mcmc():
     mcmc.run()
     tokens = mcmc.get_samples(group_by_chain=True)["tokens"]
     assert tokens.shape == (1, 5, 3, 3) and ((tokens >= 0) & (tokens < 3)).all()
-    assert "acc. rate" in kernel.logging()
-    assert len(pickle.loads(pickle.dumps(kernel.diagnostics()))["acceptance_rate"]) == 3
+    assert "selection_accept_rate" in kernel.logging()
+    assert len(pickle.loads(pickle.dumps(kernel.diagnostics()))["selection_accept_rate"]) == 3
     # per decode: the empty canvas (3 rows), then 2 candidate steps of 12 rows in calls of 5, 5, 2
     assert counting.batch_sizes[:7] == [3, 5, 5, 2, 5, 5, 2]
     assert kernel.info["nfe"].tolist() == [7.0] * 3
@@ -362,7 +362,7 @@ def test_stepwise_decode_with_one_candidate_is_decode_draw_for_draw(rule, prompt
     assert torch.equal(draw.tokens, traj.tokens) and torch.equal(draw.order, traj.order)
     assert torch.allclose(draw.log_p, traj.log_p, atol=1e-5)
     assert torch.allclose(draw.log_position, traj.log_position, atol=1e-5)
-    assert torch.equal(draw.accept_prob, torch.ones(50))
+    assert torch.equal(draw.selection_stat, torch.ones(50))
     assert (draw.nfe, draw.forward_rows) == (4, 50 * 4)
 
 
@@ -407,9 +407,13 @@ def test_stepwise_decode_refuses_bad_options_by_name(options, name):
         stepwise_decode(ExactDenoiser.random(vocab_size=3, length=4, seed=0), None, 4, **options)
 
 
-def test_result_acceptance_rate_reads_accept_prob_without_an_accepted_stat():
+@pytest.mark.parametrize("selection, stat", [("mh", "selection_accept_rate"), ("sir", "selection_ess")])
+def test_stepwise_reports_its_selection_statistic_under_its_own_name(selection, stat):
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
     result = sample(toy, None, 4, kernel="stepwise", target_temperature=0.5, proposal_temperature=0.7,
-                    num_candidates=4, num_chains=3, num_samples=5, progress=False)
-    assert "accepted" not in result.stats
-    assert torch.equal(result.acceptance_rate, result.stats["accept_prob"].mean(-1))
+                    num_candidates=4, num_chains=3, num_samples=5, progress=False, selection=selection)
+    assert "accepted" not in result.stats and "accept_prob" not in result.stats
+    name, trace = result.move_stat
+    assert name == stat and torch.equal(trace, result.stats[stat])
+    with pytest.raises(KeyError, match=stat):
+        _ = result.acceptance_trace  # not an MH kernel: no acceptance under that name
