@@ -4,7 +4,7 @@ from dllm_mcmc.decoding import RULES, DecodeConfig, Rule, Trajectory, decode, re
 from dllm_mcmc.denoisers import Denoiser, ExactDenoiser, HFDenoiser
 from dllm_mcmc.denoisers.load import load_model
 from dllm_mcmc.denoisers.metered import MeteredDenoiser
-from dllm_mcmc.mcmc import IMH, KERNELS, SMC, ParticleGibbs, Power, Stepwise
+from dllm_mcmc.mcmc import IMH, SMC, ParticleGibbs, Power, SamplerSpec, Stepwise, TargetKernel, get_sampler, samplers
 from dllm_mcmc.mcmc.result import Result
 from dllm_mcmc.mcmc.runner import sample
 from dllm_mcmc.target import TemperedTarget
@@ -18,20 +18,23 @@ __all__ = [
     "ExactDenoiser",
     "HFDenoiser",
     "IMH",
-    "KERNELS",
     "MeteredDenoiser",
     "ParticleGibbs",
     "Power",
     "Stepwise",
     "Result",
     "SMC",
+    "SamplerSpec",
+    "TargetKernel",
     "Rule",
     "TemperedTarget",
     "Trajectory",
     "decode",
+    "get_sampler",
     "load_model",
     "replay",
     "sample",
+    "samplers",
     "smc_decode",
     "stepwise_decode",
 ]

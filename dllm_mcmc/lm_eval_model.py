@@ -32,7 +32,6 @@ which other tasks run beside it. ``loglikelihood`` requests are refused: see `NO
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import re
@@ -50,15 +49,12 @@ except ImportError as error:  # pragma: no cover - the extra is part of the test
                       "(from a clone: pip install -e '.[lm-eval]')") from error
 
 from dllm_mcmc._checks import positive_int
-from dllm_mcmc.decoding import RULE_OPTIONS
 from dllm_mcmc.denoisers.load import load_model, model_kind
 from dllm_mcmc.eval.engine import Engine
 from dllm_mcmc.eval.executors.threads import use_threads
 from dllm_mcmc.eval.experiment import stable_seed
-from dllm_mcmc.eval.methods import DECODE_OPTIONS, PARTICLE_OPTIONS, SELECTOR_OPTIONS, SELECTORS, Method, generate_pack
-from dllm_mcmc.mcmc import KERNELS
-from dllm_mcmc.mcmc.runner import TARGET_OPTIONS
-from dllm_mcmc.target import CONFIDENCE_REFUSAL
+from dllm_mcmc.eval.methods import Method, generate_pack
+from dllm_mcmc.mcmc.registry import get_sampler, samplers
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
@@ -79,9 +75,6 @@ OWN_KEYS = ("pretrained", "gen_length", "seed", "threads", "batch_size", "max_ba
 
 ACCEPTED_KEYS = ("trust_remote_code",)
 """Accepted and unused: lm-eval's ``--trust_remote_code`` adds it; no code from a model directory runs here."""
-
-KERNEL_FIXED = ("target", "proposal_temperature", "num_chains", "seed")
-"""Kernel parameters set by the method itself (``temperature``, the number of samples, ``seed``)."""
 
 MAX_TOKEN_KEYS = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")
 """lm-eval's names for the response length in ``gen_kwargs``, first found wins (its own priority)."""
@@ -124,21 +117,15 @@ def parse_value(value: Any) -> Any:
 
 
 def allowed_options(sampler: str) -> tuple[str, ...]:
-    """The option keys (beyond `METHOD_KEYS`) that ``sampler`` takes.
+    """The option keys (beyond `METHOD_KEYS`) that ``sampler`` takes (from the registry: the rule's, the
+    shared ones and the sampler's own).
 
     >>> "proposal_batch" in allowed_options("imh"), "proposal_batch" in allowed_options("decode")
     (True, False)
     >>> {"block_length", "max_rows", "likelihood"} <= set(allowed_options("power"))
     True
     """
-    if sampler == "decode":
-        return DECODE_OPTIONS
-    if sampler in SELECTORS:
-        return SELECTOR_OPTIONS
-    if sampler == "smc":
-        return PARTICLE_OPTIONS
-    kernel = tuple(k for k in inspect.signature(KERNELS[sampler]).parameters if k not in KERNEL_FIXED)
-    return tuple(dict.fromkeys((*RULE_OPTIONS, *TARGET_OPTIONS, "likelihood", *kernel)))
+    return get_sampler(sampler).option_names()
 
 
 def method_from_args(args: dict[str, Any]) -> Method:
@@ -155,7 +142,7 @@ def method_from_args(args: dict[str, Any]) -> Method:
     """
     config = {key: parse_value(value) for key, value in args.items()}
     sampler = config.get("sampler", "decode")
-    if isinstance(sampler, str) and (sampler in ("decode", *SELECTORS) or sampler in KERNELS):
+    if isinstance(sampler, str) and sampler in samplers():
         known = (*METHOD_KEYS, *allowed_options(sampler))
         unknown = [key for key in config if key not in known]
         if unknown:
@@ -166,9 +153,6 @@ def method_from_args(args: dict[str, Any]) -> Method:
         method = Method.from_config({"name": MODEL_NAME, **config})
     except ValueError as error:
         raise ValueError(f"model_args: {str(error).removeprefix(f'method {MODEL_NAME!r}: ')}") from None
-    if method.sampler in KERNELS and method.rule == "confidence":  # refused now, not at the first request
-        raise ValueError(f"model_args: rule='confidence' cannot be the proposal of sampler={method.sampler!r}: "
-                         f"{CONFIDENCE_REFUSAL}")
     return method
 
 

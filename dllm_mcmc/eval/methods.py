@@ -1,35 +1,29 @@
-"""Decoding methods as the experiment runner sees them: plain decoding or an MCMC kernel.
+"""Decoding methods as the experiment runner sees them: a sampler of the registry with its settings.
 
-A method draws ``n`` samples of one prompt. ``sampler = "decode"`` runs one batched `decode` with the
-given rule (``random``, ``confidence``...). A kernel name (``imh``, ``power``, ``stepwise``) runs
-`dllm_mcmc.sample` with ``n`` independent chains and keeps each chain's state after ``warmup`` steps, so
-the ``n`` samples are independent, as unbiased pass@k assumes; each costs ``warmup + 1`` kernel steps
-(the stepwise kernel has no chain to warm up: each sample is one stepwise decode).
+A method draws ``n`` samples of one prompt with a sampler of `dllm_mcmc.mcmc.registry` (``dllm-mcmc
+samplers`` lists them), and the registry says how:
 
-``sampler = "smc"`` is the exception among the kernel names: it runs **one** SMC system of ``n``
-particles per prompt (`dllm_mcmc.decoding.smc.smc_decode`, towards ``p^(1/T)`` with the method's rule as
-the order law) and keeps its particles after a final systematic resampling of their weights, so the ``n``
-samples cost what ``n`` plain decodes cost. They are **not independent** (resampled particles share
-ancestors): Pass@1 and Pass@n are those of the particle set, and the unbiased pass@k estimator for
-``1 < k < n`` gives the pass rate of ``k`` particles picked at random from it, not of an SMC run with
-``k`` particles. Its options are the rule's, ``max_rows``, ``ess_threshold`` (default 0.5) and
-``position_proposal`` (``"tempered_mass"``: the fully adapted SMC of `dllm_mcmc.decoding.smc`). The SMC
-kernel's independent draws (``N`` particles spent per sample) stay available through `dllm_mcmc.sample`.
+- a **kernel** (``imh``, ``power``, ``stepwise``, ``pgibbs``, ``smc``, or an installed plugin's) runs
+  `dllm_mcmc.sample` with ``n`` chains and keeps each chain's state after ``warmup`` steps, so the ``n``
+  samples are independent, as unbiased pass@k assumes; each costs ``warmup + 1`` kernel steps (kernels whose
+  draws are independent, ``stepwise`` and ``smc``, have no chain to warm up: each sample is one draw);
+- a **batch** sampler draws all ``n`` samples of every prompt in one call: ``decode`` (``n`` rows of one
+  batched decode), ``best_of`` and ``majority`` (``K = candidates`` decodes per sample, one kept:
+  `dllm_mcmc.mcmc.decoders`), and ``particles`` (one SMC system whose ``n`` particles are the samples, **not
+  independent**: `dllm_mcmc.mcmc.particles`).
 
-Two selection baselines spend ``K = candidates`` decodes on each sample (all ``n·K`` rows in one batched
-`decode` with the method's rule and temperature) and keep one of each sample's ``K``:
-
-- ``best_of``: the candidate with the highest model log-likelihood, taken as the decoder's recorded
-  chain-rule ``log p`` **along its own decoding order** (``Trajectory.log_p``): an order-dependent
-  likelihood, no extra forward call, not the sequence's marginal ``log p(x)``;
-- ``majority`` (self-consistency): a candidate whose extracted answer (the task's ``answer``) is the most
-  frequent among the ``K``, ties between answers broken by first occurrence, the first candidate giving
-  it kept; candidates without an answer do not vote (all without: the first is kept). For code tasks the
-  answer is the program itself, so the vote is over identical programs.
+A method's options are checked when it is built (so when a config is read, before any model loads): an
+unknown option is refused naming the method, the option and the closest valid name. ``sampler = "smc"``
+without ``num_particles`` (the old meaning of ``smc`` in an evaluation, now ``particles``) is refused with a
+message naming the new sampler.
 
 >>> method = Method.from_config({"name": "imh", "sampler": "imh", "temperature": 0.5, "warmup": 3})
 >>> method.target_temperature, method.spec()["warmup"]
 (0.5, 3)
+>>> Method.from_config({"name": "m", "sampler": "imh", "propsal_batch": 2})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+    ...
+ValueError: method 'm': propsal_batch is not an option of sampler 'imh' (did you mean 'proposal_batch'?); ...
 """
 
 from __future__ import annotations
@@ -37,26 +31,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
 
 import torch
 
-from dllm_mcmc._checks import nonnegative_int, positive_float, positive_int
-from dllm_mcmc.decoding import RULE_OPTIONS, Rule, decode
-from dllm_mcmc.decoding.canvas import generator_for
-from dllm_mcmc.decoding.smc import check_position_proposal, smc_decode
+from dllm_mcmc._checks import nonnegative_int, one_of, positive_float, positive_int
+from dllm_mcmc.decoding import RULE_OPTIONS, Rule
 from dllm_mcmc.denoisers.base import denoiser_device
 from dllm_mcmc.eval.engine import Engine
-from dllm_mcmc.mcmc import KERNELS
+from dllm_mcmc.likelihood import LIKELIHOODS
+from dllm_mcmc.mcmc.decoders import majority_index
+from dllm_mcmc.mcmc.registry import DrawRequest, SamplerSpec, check_renamed, get_sampler
 from dllm_mcmc.mcmc.runner import sample
-from dllm_mcmc.mh import systematic_resample
+from dllm_mcmc.target import CONFIDENCE_REFUSAL
 
-DECODE_OPTIONS = (*RULE_OPTIONS, "max_rows")
-SELECTORS = ("best_of", "majority")
-"""Samplers that decode ``candidates`` responses per sample and keep one."""
-DEFAULT_CANDIDATES = 8
-SELECTOR_OPTIONS = (*DECODE_OPTIONS, "candidates")
-PARTICLE_OPTIONS = (*DECODE_OPTIONS, "ess_threshold", "position_proposal")
-"""Options of ``sampler = "smc"`` in an evaluation (one SMC system whose particles are the samples)."""
+__all__ = ["AnswerOf", "Generation", "Method", "generate", "generate_pack", "majority_index"]
 
 AnswerOf = Callable[[str], str | None]
 
@@ -67,16 +57,15 @@ class Method:
 
     Attributes:
         name: the label in records and tables.
-        sampler: ``"decode"``, ``"best_of"``, ``"majority"`` (see the module docstring) or a kernel in
-            `dllm_mcmc.mcmc.KERNELS`.
+        sampler: a sampler of the registry (`dllm_mcmc.mcmc.registry.samplers`).
         rule: the decoding rule (the proposal's rule for kernels).
         temperature: token temperature ``τ``.
-        target_temperature: ``T`` of the tempered target (kernels; defaults to ``τ``).
+        target_temperature: ``T`` of the tempered target (samplers that target ``p^(1/T)``; defaults to ``τ``).
         warmup: kernel steps before the kept state (kernels with a chain).
-        options: `decode` options (``block_length``, ``tokens_per_step``...) and kernel options.
-            ``max_rows`` (the largest batch of one forward call) defaults to ``"auto"``: split to fit
-            free GPU memory, never split on a CPU. ``candidates`` (``K``, default 8) for ``best_of`` and
-            ``majority``.
+        options: the rule's options (``block_length``, ``tokens_per_step``...), the sampler's own (its
+            options dataclass, e.g. ``proposal_batch``, ``candidates``), and the shared ones: ``max_rows``
+            (the largest batch of one forward call; default ``"auto"``: split to fit free GPU memory, never
+            split on a CPU), and for kernels ``likelihood`` and ``elbo_samples``.
     """
 
     name: str
@@ -92,44 +81,28 @@ class Method:
             raise ValueError(f"a method's name must be a non-empty string, got {self.name!r}")
         if not isinstance(self.options, dict):
             raise ValueError(f"method {self.name!r}: options must be a table, got {self.options!r}")
-        if not isinstance(self.sampler, str) or (self.sampler not in ("decode", *SELECTORS)
-                                                 and self.sampler not in KERNELS):
-            raise ValueError(f"method {self.name!r}: sampler must be 'decode' or one of "
-                             f"{', '.join((*SELECTORS, *KERNELS))}, got {self.sampler!r}")
         try:
-            _ = self.decoding_rule  # validates the rule and its options
-            positive_float("temperature", self.temperature)
+            if not isinstance(self.sampler, str):
+                raise ValueError(f"sampler must be a sampler's name, got {self.sampler!r}")
+            check_renamed(self.sampler, self.options)
+            spec = get_sampler(self.sampler)
+            rule = self.decoding_rule  # validates the rule and its options
+            temperature = positive_float("temperature", self.temperature)
             if self.target_temperature is not None:
                 positive_float("target_temperature", self.target_temperature)
             nonnegative_int("warmup", self.warmup)
-            if self.sampler in SELECTORS:
-                positive_int("candidates", self.options.get("candidates", DEFAULT_CANDIDATES))
+            options = spec.parse_options(self.options)
+            if spec.is_kernel:
+                if rule.name == "confidence":
+                    raise ValueError(f"rule='confidence' cannot be the proposal of sampler {spec.name!r}: "
+                                     f"{CONFIDENCE_REFUSAL}")
+                one_of("likelihood", self.options.get("likelihood", "order"), LIKELIHOODS)
+                positive_int("elbo_samples", self.options.get("elbo_samples", 16))
+            if spec.check is not None:
+                spec.check(options, rule, temperature,
+                           temperature if self.target_temperature is None else float(self.target_temperature))
         except ValueError as error:
             raise ValueError(f"method {self.name!r}: {error}") from None
-        if self.sampler == "decode" and set(self.options) - set(DECODE_OPTIONS):
-            unknown = ", ".join(sorted(set(self.options) - set(DECODE_OPTIONS)))
-            raise ValueError(f"method {self.name!r}: {unknown} not an option of decode ({', '.join(DECODE_OPTIONS)})")
-        if self.sampler in SELECTORS and set(self.options) - set(SELECTOR_OPTIONS):
-            unknown = ", ".join(sorted(set(self.options) - set(SELECTOR_OPTIONS)))
-            raise ValueError(f"method {self.name!r}: {unknown} not an option of {self.sampler} "
-                             f"({', '.join(SELECTOR_OPTIONS)})")
-        if self.sampler == "smc":
-            if set(self.options) - set(PARTICLE_OPTIONS):
-                unknown = ", ".join(sorted(set(self.options) - set(PARTICLE_OPTIONS)))
-                raise ValueError(f"method {self.name!r}: {unknown} not an option of smc in an evaluation "
-                                 f"({', '.join(PARTICLE_OPTIONS)}; the particles are the samples)")
-            threshold = self.options.get("ess_threshold", 0.5)
-            if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
-                raise ValueError(f"method {self.name!r}: ess_threshold must lie in [0, 1], got {threshold!r}")
-            try:
-                check_position_proposal(self.options.get("position_proposal", "rule"), self.rule, self.temperature,
-                                        self.temperature if self.target_temperature is None
-                                        else self.target_temperature)
-            except ValueError as error:
-                raise ValueError(f"method {self.name!r}: {error}") from None
-            if self.rule == "confidence" or self.decoding_rule.tokens_per_step != 1:
-                raise ValueError(f"method {self.name!r}: smc needs a rule with an exact order law and one token "
-                                 f"per step (not 'confidence'), got rule={self.rule!r}")
         if self.target_temperature is None:
             object.__setattr__(self, "target_temperature", self.temperature)
 
@@ -146,6 +119,16 @@ class Method:
         return cls(**fields, options=config)
 
     @property
+    def sampler_spec(self) -> SamplerSpec:
+        """The registry's `SamplerSpec` of ``sampler``."""
+        return get_sampler(self.sampler)
+
+    @cached_property
+    def sampler_settings(self) -> Any:
+        """The sampler's own options as its options dataclass (defaults filled in)."""
+        return self.sampler_spec.parse_options(self.options)
+
+    @property
     def decoding_rule(self) -> Rule:
         """The `Rule` object of this method: ``rule`` with the rule options found in ``options``."""
         return Rule.of(self.rule, **{k: v for k, v in self.options.items() if k in RULE_OPTIONS})
@@ -158,14 +141,16 @@ class Method:
     @property
     def candidates(self) -> int:
         """``K``, the candidates decoded per kept sample (``best_of``, ``majority``; 1 for the others)."""
-        return self.options.get("candidates", DEFAULT_CANDIDATES) if self.sampler in SELECTORS else 1
+        return getattr(self.sampler_settings, "candidates", 1)
 
     def spec(self) -> dict:
-        """Every setting that changes the samples (what the config hash covers)."""
+        """Every setting that changes the samples (what the config hash covers): a sampler that does not target
+        ``p^(1/T)`` drops ``target_temperature`` and ``warmup``, a batch sampler ``warmup``."""
         spec = asdict(self)
-        if self.sampler == "decode" or self.sampler in SELECTORS:
+        sampler = self.sampler_spec
+        if not sampler.tempered:
             spec.pop("target_temperature"), spec.pop("warmup")
-        elif self.sampler == "smc":
+        elif not sampler.is_kernel:
             spec.pop("warmup")
         return spec
 
@@ -185,7 +170,7 @@ def generate(method: Method, engine: Engine, prompt: torch.Tensor, samples: int,
     """Draw ``samples`` responses to ``prompt`` (``[P]`` ids) with ``method``; reproducible from ``seed``.
 
     ``answer_of`` (completion text -> extracted answer, the task's ``answer`` for this problem) is needed
-    by ``sampler = "majority"`` only."""
+    by samplers that vote on answers (``majority``) only."""
     return generate_pack(method, engine, [prompt], samples, seed, [answer_of])[1]
 
 
@@ -200,32 +185,28 @@ def generate_pack(method: Method, engine: Engine, prompts: list[torch.Tensor], s
     answers: list[AnswerOf | None] = [None] * len(prompts) if answer_of is None else list(answer_of)
     if len(answers) != len(prompts):
         raise ValueError(f"answer_of: one extractor per prompt, got {len(answers)} for {len(prompts)} prompts")
+    spec = method.sampler_spec
     device = denoiser_device(engine.denoiser)
     prompts = [p if device is None else p.to(device) for p in prompts]
     count = len(prompts)
     options = {"max_rows": "auto", **method.sampler_options}
-    start = time.perf_counter()
-    if method.sampler in SELECTORS:
-        kept, nfe, forward_rows = _select(method, engine, prompts[0] if count == 1 else prompts, count, samples,
-                                          seed, options, answers)
-        generation = Generation(kept, nfe, forward_rows, time.perf_counter() - start)
-        return [kept[u * samples:(u + 1) * samples] for u in range(count)], generation
-    if method.sampler == "decode":
-        # prompt-major rows: unit u is rows u·n .. (u + 1)·n − 1
-        rows = prompts[0] if count == 1 else [prompt for prompt in prompts for _ in range(samples)]
-        trajectory = decode(engine.denoiser, rows, engine.gen_length, rule=method.decoding_rule,
-                            temperature=method.temperature, num_samples=count * samples,
-                            generator=torch.Generator().manual_seed(seed), **options)
-        generation = Generation(trajectory.tokens, trajectory.nfe, trajectory.forward_rows,
-                                time.perf_counter() - start)
-        return [trajectory.tokens[u * samples:(u + 1) * samples] for u in range(count)], generation
     target_temperature = method.target_temperature
     assert target_temperature is not None  # Method.__post_init__ replaces None with the token temperature
-    if method.sampler == "smc":
-        tokens, nfe, forward_rows = _smc_particles(method, engine, prompts, samples, seed, options)
-        generation = Generation(tokens, nfe, forward_rows, time.perf_counter() - start)
-        return [tokens[u * samples:(u + 1) * samples] for u in range(count)], generation
-    # a target over several prompts: chain c samples prompt c mod count
+    start = time.perf_counter()
+    if spec.draw is not None:
+        token_answers = None
+        if spec.needs_answers:
+            if any(extract is None for extract in answers):
+                raise ValueError(f"method {method.name!r}: {spec.name} needs the task's answer extractor "
+                                 f"(answer_of)")
+            token_answers = [_on_tokens(engine, extract) for extract in answers]
+        request = DrawRequest(engine.denoiser, prompts, engine.gen_length, samples, seed, method.decoding_rule,
+                              method.temperature, target_temperature, method.sampler_settings,
+                              max_rows=options["max_rows"], answer_of=token_answers)
+        drawn = spec.draw(request)
+        generation = Generation(drawn.tokens, drawn.nfe, drawn.forward_rows, time.perf_counter() - start)
+        return [drawn.tokens[u * samples:(u + 1) * samples] for u in range(count)], generation
+    # a kernel: chain c samples prompt c mod count, each kept after the warm-up
     result = sample(engine.denoiser, prompts[0] if count == 1 else list(prompts), engine.gen_length,
                     kernel=method.sampler, target_temperature=target_temperature,
                     proposal_temperature=method.temperature, rule=method.decoding_rule,
@@ -236,63 +217,7 @@ def generate_pack(method: Method, engine: Engine, prompts: list[torch.Tensor], s
     return [tokens[u::count] for u in range(count)], generation
 
 
-def _select(method: Method, engine: Engine, prompt: torch.Tensor | list[torch.Tensor], count: int, samples: int,
-            seed: int, options: dict, answer_of: list[AnswerOf | None]) -> tuple[torch.Tensor, int, int]:
-    """``best_of`` / ``majority``: one batched `decode` of ``count·samples·K`` rows (prompt-major, then
-    sample, then candidate: row ``(u·n + i)·K + c``), and the kept candidate of each of the ``count·n``
-    samples. Returns the kept ``[count·n, L]`` tokens, the decode's steps and its forward rows."""
-    k = method.candidates
-    options = {key: value for key, value in options.items() if key != "candidates"}
-    if method.sampler == "majority" and any(extract is None for extract in answer_of):
-        raise ValueError(f"method {method.name!r}: majority voting needs the task's answer extractor (answer_of)")
-    rows = prompt if isinstance(prompt, torch.Tensor) else [p for p in prompt for _ in range(samples * k)]
-    trajectory = decode(engine.denoiser, rows, engine.gen_length, rule=method.decoding_rule,
-                        temperature=method.temperature, num_samples=count * samples * k,
-                        generator=torch.Generator().manual_seed(seed), **options)
-    if method.sampler == "best_of":
-        kept = trajectory.log_p.view(count * samples, k).argmax(-1).tolist()  # the first of equal maxima
-    else:
-        kept = []
-        for group in range(count * samples):
-            extract = answer_of[group // samples]
-            assert extract is not None
-            answers = [extract(engine.decode(trajectory.tokens[group * k + c].tolist())) for c in range(k)]
-            kept.append(majority_index(answers))
-    index = torch.tensor(kept, device=trajectory.tokens.device) + torch.arange(count * samples,
-                                                                               device=trajectory.tokens.device) * k
-    return trajectory.tokens[index], trajectory.nfe, trajectory.forward_rows
-
-
-def _smc_particles(method: Method, engine: Engine, prompts: list[torch.Tensor], samples: int, seed: int,
-                   options: dict) -> tuple[torch.Tensor, int, int]:
-    """``sampler = "smc"``: one SMC system of ``samples`` particles per prompt (all in one batch), then a
-    final systematic resampling to equal weights. Returns the ``[count·n, L]`` particles (prompt-major),
-    the run's steps and forward rows."""
-    generator = torch.Generator().manual_seed(seed)
-    count = len(prompts)
-    out = smc_decode(engine.denoiser, prompts[0] if count == 1 else prompts, engine.gen_length,
-                     rule=method.decoding_rule, temperature=method.temperature,
-                     target_temperature=float(method.target_temperature or method.temperature),
-                     num_particles=samples, ess_threshold=float(options.get("ess_threshold", 0.5)),
-                     generator=generator, max_rows=options.get("max_rows"), num_runs=count,
-                     position_proposal=options.get("position_proposal", "rule"))
-    ancestors = systematic_resample(out.log_weight, generator_for(generator, out.log_weight.device))  # [R, N]
-    runs = torch.arange(count, device=ancestors.device)[:, None]
-    return out.tokens[runs, ancestors].reshape(count * samples, -1), out.nfe, out.forward_rows
-
-
-def majority_index(answers: Sequence[str | None]) -> int:
-    """The index of the first answer equal to the most frequent one (``None`` does not vote; ties between
-    answers go to the one that occurs first; no answer at all: 0).
-
-    >>> majority_index(["3", None, "4", "4", "3"]), majority_index([None, "7", "8"]), majority_index([None])
-    (0, 1, 0)
-    """
-    counts: dict[str, int] = {}
-    for answer in answers:
-        if answer is not None:
-            counts[answer] = counts.get(answer, 0) + 1
-    if not counts:
-        return 0
-    best = max(counts.values())
-    return next(i for i, answer in enumerate(answers) if answer is not None and counts[answer] == best)
+def _on_tokens(engine: Engine, extract: AnswerOf | None) -> Callable[[torch.Tensor], str | None]:
+    """A text answer extractor as a function of a response's ids (what `DrawRequest.answer_of` holds)."""
+    assert extract is not None
+    return lambda tokens: extract(engine.decode(tokens.tolist()))

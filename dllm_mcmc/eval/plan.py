@@ -1,28 +1,14 @@
 """`plan`: what an evaluation config will cost before it is run: units, samples, sequential forward steps
 and forward rows per method, and, given the time of one forward row, the estimated GPU-hours.
 
-The counts are exact formulas of the samplers' schedules (tested against the metered cost of real runs):
-with ``s`` decoding steps per response (``gen_length`` divided by the rule's tokens per step), ``n``
-samples per unit, and ``w`` warm-up steps,
-
-- ``decode``: ``s`` steps, ``n·s`` rows;
-- ``best_of`` and ``majority`` (``K = candidates``): one decode of ``n·K`` rows, ``s`` steps and ``n·K·s``
-  rows (the selection reads the decoder's record or the text: no forward call);
-- ``smc`` (in an evaluation: one system of ``n`` particles, the particles are the samples): ``s`` steps,
-  ``n·s`` rows;
-- ``imh`` (``B = proposal_batch``): each chain pops ``w + 2`` proposals (one at ``setup``), decoded in
-  ``⌈(w + 2) / B⌉`` batches: ``⌈(w + 2)/B⌉·s`` steps, ``n·⌈(w + 2)/B⌉·B·s`` rows;
-- ``power`` (``m = moves_per_draw``): one decode at ``setup`` and ``m·(w + 1)`` re-decodes of ``s`` steps;
-- ``pgibbs`` (``N = num_particles``): an SMC run at ``setup`` and ``w + 1`` conditional-SMC steps, each
-  ``s`` steps of ``N`` rows per chain: ``(w + 2)·s`` steps, ``n·N·(w + 2)·s`` rows;
-- ``stepwise`` (``K = num_candidates``): one stepwise draw per sample (no initial state is drawn),
-  ``s`` steps and ``n·(1 + (s − 1)·K)`` rows (``suffix="mean_field"``, ``dedupe=False``; the exact suffix is an oracle
-  for toys and is not planned).
-
-A likelihood other than ``order`` adds its rows (``left_to_right``: ``gen_length`` per scored sequence;
-``elbo``: ``elbo_samples``) and one call per scoring. The time estimate is an **approximation**:
-``rows × forward time per row`` at the batch sizes the run uses, which holds once batches are large enough
-to saturate the device (about 16 rows or more for an 8B model on an H100).
+The counts are exact formulas of the samplers' schedules, each sampler's own (`SamplerSpec.cost` in
+`dllm_mcmc.mcmc.registry`, beside the sampler's code; tested against the metered cost of real runs), with
+``s`` decoding steps per response (``gen_length`` divided by the rule's tokens per step), ``n`` samples per
+unit and ``w`` warm-up steps. A likelihood other than ``order`` adds its rows (``left_to_right``:
+``gen_length`` per scored sequence; ``elbo``: ``elbo_samples``) and one call per scoring
+(`dllm_mcmc.mcmc.registry.unit_cost`). ``dllm-mcmc samplers`` prints every formula. The time estimate is an
+**approximation**: ``rows × forward time per row`` at the batch sizes the run uses, which holds once batches
+are large enough to saturate the device (about 16 rows or more for an 8B model on an H100).
 
 Example:
     >>> from dllm_mcmc.eval.methods import Method
@@ -33,10 +19,10 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from dllm_mcmc.eval.methods import SELECTORS, Method
+from dllm_mcmc.eval.methods import Method
+from dllm_mcmc.mcmc.registry import UnitShape, unit_cost
 
 # Problem counts of the paper's benchmarks, used when their data is not on this machine.
 BENCHMARK_SIZES = {"humaneval": 164, "mbpp": 500, "math500": 500, "aime24": 30, "aime25": 30}
@@ -46,39 +32,12 @@ def method_cost(method: Method, gen_length: int, samples: int) -> tuple[int, int
     """``(sequential forward steps, forward rows)`` of one unit (``samples`` responses to one prompt)."""
     steps = len(method.decoding_rule.config().schedule(gen_length))
     options = method.options
-    if method.sampler == "decode":
-        return steps, samples * steps
-    if method.sampler in SELECTORS:
-        return steps, samples * method.candidates * steps
-    if method.sampler == "smc":
-        return steps, samples * steps
-    scorings, scored_rows = 0, 0  # likelihood calls and rows beyond the decoder's own record
-    if method.sampler == "imh":
-        batch = options.get("proposal_batch", 1)
-        batches = math.ceil((method.warmup + 2) / batch)
-        nfe, rows = batches * steps, samples * batches * batch * steps
-        scorings, scored_rows = batches, samples * batches * batch
-    elif method.sampler == "power":
-        decodes = 1 + options.get("moves_per_draw", 1) * (method.warmup + 1)
-        nfe, rows = decodes * steps, samples * decodes * steps
-        scorings, scored_rows = decodes, samples * decodes
-    elif method.sampler == "pgibbs":
-        runs = method.warmup + 2
-        nfe, rows = runs * steps, samples * options.get("num_particles", 4) * runs * steps
-    elif method.sampler == "stepwise":
-        if options.get("suffix", "mean_field") != "mean_field" or options.get("dedupe", False):
-            raise ValueError(f"method {method.name!r}: only suffix='mean_field' without dedupe can be planned")
-        candidates = options.get("num_candidates", 16)
-        nfe, rows = steps, samples * (1 + (steps - 1) * candidates)
-        scorings, scored_rows = 1, samples
-    else:
-        raise ValueError(f"method {method.name!r}: no cost formula for sampler {method.sampler!r}")
-    likelihood = options.get("likelihood", "order")
-    if likelihood == "left_to_right":
-        nfe, rows = nfe + scorings, rows + scored_rows * gen_length
-    elif likelihood == "elbo":
-        nfe, rows = nfe + scorings, rows + scored_rows * options.get("elbo_samples", 16)
-    return nfe, rows
+    try:
+        return unit_cost(method.sampler_spec, method.sampler_settings, UnitShape(steps, gen_length, samples,
+                                                                                 method.warmup),
+                         likelihood=options.get("likelihood", "order"), elbo_samples=options.get("elbo_samples", 16))
+    except ValueError as error:
+        raise ValueError(f"method {method.name!r}: {error}") from None
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,15 @@ Example:
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 
 from dllm_mcmc._checks import positive_int
 from dllm_mcmc.decoding.decode import decode
 from dllm_mcmc.mcmc.kernel import TargetKernel
+from dllm_mcmc.mcmc.spec import Cost, SamplerSpec, UnitShape
 from dllm_mcmc.mcmc.states import ChainState, StepInfo
 from dllm_mcmc.mh import independent_log_ratio, mh_accept, select
 from dllm_mcmc.target import TemperedTarget
@@ -83,8 +87,7 @@ class IMH(TargetKernel):
         seed: int = 0,
     ) -> None:
         super().__init__(target, proposal_temperature=proposal_temperature, num_chains=num_chains, seed=seed)
-        positive_int("proposal_batch", proposal_batch)
-        self.proposal_batch = proposal_batch
+        self.proposal_batch = IMHOptions(proposal_batch).proposal_batch
         self._state: ChainState | None = None
         self._log_likelihood: torch.Tensor | None = None  # [C] L(x, σ) of the current states
 
@@ -163,3 +166,26 @@ class IMH(TargetKernel):
              log_likelihood[b * chains : (b + 1) * chains])
             for b in range(batch)
         ]
+
+
+@dataclass(frozen=True)
+class IMHOptions:
+    """The options of ``imh``: ``proposal_batch``, proposals decoded per chain in one batched decode."""
+
+    proposal_batch: int = 1
+
+    def __post_init__(self) -> None:
+        positive_int("proposal_batch", self.proposal_batch)
+
+
+def imh_cost(options: IMHOptions, unit: UnitShape) -> Cost:
+    """Each chain pops ``w + 2`` proposals (one at ``setup``), decoded ``B = proposal_batch`` at a time:
+    ``⌈(w + 2)/B⌉·s`` steps and ``n·⌈(w + 2)/B⌉·B·s`` rows, each batch scored once."""
+    batch = options.proposal_batch
+    batches = math.ceil((unit.warmup + 2) / batch)
+    return Cost(batches * unit.steps, unit.samples * batches * batch * unit.steps, batches,
+                unit.samples * batches * batch)
+
+
+IMH_SPEC = SamplerSpec("imh", IMHOptions, imh_cost, independent=False, kernel=IMH,
+                       summary="independent MH over whole decodes (the proposal: the rule at τ)")

@@ -35,15 +35,16 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from dllm_mcmc._checks import positive_int
+from dllm_mcmc._checks import boolean, positive_int
 from dllm_mcmc.decoding.decode import decode, redecode
 from dllm_mcmc.decoding.trajectory import Trajectory
 from dllm_mcmc.mcmc.kernel import TargetKernel
+from dllm_mcmc.mcmc.spec import Cost, SamplerSpec, UnitShape
 from dllm_mcmc.mh import mh_accept, where_rows
 from dllm_mcmc.target import TemperedTarget
 
@@ -82,9 +83,9 @@ class Power(TargetKernel):
         position_terms: bool = True,
     ) -> None:
         super().__init__(target, proposal_temperature=proposal_temperature, num_chains=num_chains, seed=seed)
-        positive_int("moves_per_draw", moves_per_draw)
-        self.moves_per_draw = moves_per_draw
-        self.position_terms = position_terms
+        options = PowerOptions(moves_per_draw, position_terms)
+        self.moves_per_draw = options.moves_per_draw
+        self.position_terms = options.position_terms
         self.num_steps = len(self.proposal.schedule(target.gen_length))
         self._state: Trajectory | None = None
 
@@ -160,3 +161,26 @@ def _select(accepted: torch.Tensor, proposed: Trajectory, current: Trajectory) -
     changes: dict[str, Any] = {name: where_rows(accepted, getattr(proposed, name), getattr(current, name))
                                for name in fields}
     return replace(current, **changes)
+
+
+@dataclass(frozen=True)
+class PowerOptions:
+    """The options of ``power``: ``moves_per_draw`` MH moves between kept draws; ``position_terms`` (keep
+    ``True``: ``False`` reproduces a published port's error, for demonstration)."""
+
+    moves_per_draw: int = 1
+    position_terms: bool = True
+
+    def __post_init__(self) -> None:
+        positive_int("moves_per_draw", self.moves_per_draw)
+        boolean("position_terms", self.position_terms)
+
+
+def power_cost(options: PowerOptions, unit: UnitShape) -> Cost:
+    """One decode at ``setup`` and ``m·(w + 1)`` re-decodes of ``s`` steps each, every one scored."""
+    decodes = 1 + options.moves_per_draw * (unit.warmup + 1)
+    return Cost(decodes * unit.steps, unit.samples * decodes * unit.steps, decodes, unit.samples * decodes)
+
+
+POWER_SPEC = SamplerSpec("power", PowerOptions, power_cost, independent=False, kernel=Power,
+                         summary="MH re-decoding a random suffix of the decoding order")

@@ -7,8 +7,8 @@ per-chain ``info`` after every step, drops the warm-up, and records cost and con
 
 from __future__ import annotations
 
-import inspect
 import time
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -18,17 +18,10 @@ from dllm_mcmc._checks import nonnegative_int, positive_int
 from dllm_mcmc.decoding.canvas import Prompt
 from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.denoisers.base import Denoiser
-from dllm_mcmc.mcmc.imh import IMH
 from dllm_mcmc.mcmc.kernel import KernelProtocol, response_length
-from dllm_mcmc.mcmc.particle_gibbs import ParticleGibbs
-from dllm_mcmc.mcmc.power import Power
+from dllm_mcmc.mcmc.registry import TARGET_OPTIONS, get_sampler, kernel_names
 from dllm_mcmc.mcmc.result import Result
-from dllm_mcmc.mcmc.smc import SMC
-from dllm_mcmc.mcmc.stepwise import Stepwise
 from dllm_mcmc.target import TemperedTarget
-
-KERNELS = {"imh": IMH, "power": Power, "stepwise": Stepwise, "pgibbs": ParticleGibbs, "smc": SMC}
-TARGET_OPTIONS = ("elbo_samples", "max_rows")
 
 
 def sample(
@@ -54,7 +47,9 @@ def sample(
         prompt: ``[P]`` ids, ``None``, or a list of ``C'`` 1-D id tensors of any lengths: chain ``c``
             samples prompt ``c mod C'`` (``num_chains`` a multiple of ``C'``; see `TemperedTarget`), all
             chains in the same batched forward calls.
-        kernel: a name in `dllm_mcmc.mcmc.KERNELS` (``"imh"``) or a kernel object (an
+        kernel: the name of a kernel sampler in the registry (`dllm_mcmc.mcmc.registry`: ``"imh"``,
+            ``"power"``, ``"stepwise"``, ``"pgibbs"``, ``"smc"``, or one an installed package registers) or a
+            kernel object (an
             ``MCMCKernel`` with ``num_chains``, ``info`` after each ``sample``, and ``cost``; see
             ``docs/sampling.md``); with an object, the target and proposal options here are unused.
         target_temperature: ``T``.
@@ -101,26 +96,25 @@ def sample(
         config["prompt_lengths"] = lengths
     mcmc_kernel: KernelProtocol
     if isinstance(kernel, str):
-        if kernel not in KERNELS:
-            raise ValueError(
-                f"kernel={kernel!r} is unknown; choose one of {', '.join(KERNELS)} or pass a kernel object"
-            )
-        kernel_class = KERNELS[kernel]
-        target_options = {k: options.pop(k) for k in TARGET_OPTIONS if k in options}
-        known = inspect.signature(kernel_class).parameters
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise ValueError(
-                f"{', '.join(unknown)}: not an option of sample() or of kernel {kernel!r} "
-                f"(its options: {', '.join(k for k in known if k != 'target')})"
-            )
+        try:
+            spec = get_sampler(kernel)
+        except ValueError as error:
+            raise ValueError(f"kernel: {error} (or pass a kernel object)") from None
+        if spec.kernel is None:
+            raise ValueError(f"kernel={kernel!r} is a batch sampler of the evaluation, not a kernel; sample() runs "
+                             f"one of {', '.join(kernel_names())} (or a kernel object)")
+        target_options = {k: options.pop(k) for k in TARGET_OPTIONS if k in options and k != "likelihood"}
+        try:
+            kernel_options = spec.parse_options(options, also=[k for k in TARGET_OPTIONS if k != "likelihood"])
+        except ValueError as error:
+            raise ValueError(f"sample(): {error}") from None
         target = TemperedTarget(
             denoiser, prompt, gen_length, target_temperature=target_temperature, likelihood=likelihood,
             rule=rule, seed=seed, **target_options,
         )
-        mcmc_kernel = kernel_class(
+        mcmc_kernel = spec.kernel(
             target, proposal_temperature=proposal_temperature, num_chains=num_chains, seed=seed,
-            **options,
+            **asdict(kernel_options),
         )
         config.update(**options, **target_options)
     else:

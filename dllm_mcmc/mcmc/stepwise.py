@@ -27,13 +27,16 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
-from dllm_mcmc.decoding.stepwise import check_stepwise_options, stepwise_decode
+from dllm_mcmc._checks import boolean, one_of, positive_int
+from dllm_mcmc.decoding.stepwise import SELECTIONS, SUFFIX_SCOPES, SUFFIXES, check_stepwise_options, stepwise_decode
 from dllm_mcmc.denoisers.batching import MaxRows, resolve_max_rows
 from dllm_mcmc.mcmc.kernel import TargetKernel
+from dllm_mcmc.mcmc.spec import Cost, SamplerSpec, UnitShape
 from dllm_mcmc.target import TemperedTarget
 
 
@@ -52,8 +55,8 @@ class Stepwise(TargetKernel):
                  num_chains: int = 1, seed: int = 0, dedupe: bool = False, max_rows: MaxRows = None,
                  max_suffix_completions: int = 100_000) -> None:
         super().__init__(target, proposal_temperature=proposal_temperature, num_chains=num_chains, seed=seed)
-        self.options: dict[str, Any] = dict(num_candidates=num_candidates, suffix=suffix, selection=selection,
-                            suffix_scope=suffix_scope, dedupe=dedupe, max_suffix_completions=max_suffix_completions)
+        self.options: dict[str, Any] = asdict(StepwiseOptions(num_candidates, suffix, selection, suffix_scope, dedupe,
+                                                              max_suffix_completions))
         check_stepwise_options(target.rule, target.gen_length, target.denoiser, **self.options)
         self.max_rows = max_rows
         self.selection_stat = "selection_accept_rate" if selection == "mh" else "selection_ess"
@@ -105,3 +108,37 @@ class Stepwise(TargetKernel):
             "forward_rows": torch.full((num_rows,), (meter.forward_rows - rows_before) / num_rows, device=device),
         }
         return self.sites(draw.tokens, draw.order, log_target, log_likelihood), info
+
+
+@dataclass(frozen=True)
+class StepwiseOptions:
+    """The options of ``stepwise`` (those of `stepwise_decode`): ``num_candidates`` ``K``, ``suffix``,
+    ``selection``, ``suffix_scope``, ``dedupe``, ``max_suffix_completions``."""
+
+    num_candidates: int = 16
+    suffix: str = "mean_field"
+    selection: str = "mh"
+    suffix_scope: str = "block"
+    dedupe: bool = False
+    max_suffix_completions: int = 100_000
+
+    def __post_init__(self) -> None:
+        positive_int("num_candidates", self.num_candidates)
+        positive_int("max_suffix_completions", self.max_suffix_completions)
+        one_of("suffix", self.suffix, SUFFIXES)
+        one_of("selection", self.selection, SELECTIONS)
+        one_of("suffix_scope", self.suffix_scope, SUFFIX_SCOPES)
+        boolean("dedupe", self.dedupe)
+
+
+def stepwise_cost(options: StepwiseOptions, unit: UnitShape) -> Cost:
+    """One stepwise decode per sample (no initial state is drawn): ``s`` steps and ``n·(1 + (s − 1)·K)`` rows,
+    the draw scored once (``suffix="mean_field"`` without ``dedupe``; the exact suffix is an oracle for toys,
+    and deduplication depends on the draws: neither can be planned)."""
+    if options.suffix != "mean_field" or options.dedupe:
+        raise ValueError("only suffix='mean_field' without dedupe can be planned")
+    return Cost(unit.steps, unit.samples * (1 + (unit.steps - 1) * options.num_candidates), 1, unit.samples)
+
+
+STEPWISE_SPEC = SamplerSpec("stepwise", StepwiseOptions, stepwise_cost, independent=True, kernel=Stepwise,
+                            summary="the paper's stepwise sampler: K candidate tokens per step scored by their suffix")

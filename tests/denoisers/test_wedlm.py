@@ -331,7 +331,8 @@ def test_the_denoiser_needs_a_causal_stack():
 def test_every_kernel_samples_on_a_wedlm_directory(tmp_path, dtype):
     """Issue 14's acceptance: every kernel decodes and samples on the tiny WeDLM directories, in float32 and
     bfloat16, with WeDLM's own rule as the proposal and order law (one token per step, a window of 3)."""
-    from dllm_mcmc import KERNELS, Rule
+    from dllm_mcmc import Rule
+    from dllm_mcmc.mcmc.registry import kernel_names
 
     torch.set_num_threads(1)
     prompt = torch.tensor([5, 6, 7])
@@ -342,7 +343,7 @@ def test_every_kernel_samples_on_a_wedlm_directory(tmp_path, dtype):
         traj = decode(denoiser, prompt, 5, rule=rule, temperature=0.7, num_samples=2,
                       generator=torch.Generator().manual_seed(0))
         assert traj.exact_density and torch.isfinite(traj.log_q).all() and (traj.tokens != MASK).all()
-        for kernel in KERNELS:
+        for kernel in kernel_names():
             options = {"num_particles": 2} if kernel in ("pgibbs", "smc") else {}
             result = sample(denoiser, prompt, 5, kernel=kernel, rule=rule, target_temperature=0.7, num_chains=2,
                             num_samples=2, warmup=1, seed=0, progress=False, **options)

@@ -124,7 +124,7 @@ def test_unknown_task_and_method_options_are_named(tmp_path, config_file):
                        progress=False)
     bad = load_config(config_file, {"output": str(tmp_path / "r.jsonl")})
     bad["methods"] = [{"name": "x", "rule": "random", "proposal_batch": 2}]
-    with pytest.raises(ValueError, match="proposal_batch not an option of decode"):
+    with pytest.raises(ValueError, match="proposal_batch is not an option of sampler 'decode'"):
         run_experiment(bad, progress=False)
 
 

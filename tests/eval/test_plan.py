@@ -27,8 +27,9 @@ def engine():
     {"name": "stepwise", "sampler": "stepwise", "num_candidates": 3},
     {"name": "stepwise-elbo", "sampler": "stepwise", "num_candidates": 2, "likelihood": "elbo", "elbo_samples": 3},
     {"name": "pgibbs", "sampler": "pgibbs", "num_particles": 3, "warmup": 1},
-    {"name": "smc", "sampler": "smc"},
-    {"name": "smc-threshold", "sampler": "smc", "rule": "entropy", "ess_threshold": 1.0},
+    {"name": "particles", "sampler": "particles"},
+    {"name": "particles-threshold", "sampler": "particles", "rule": "entropy", "ess_threshold": 1.0},
+    {"name": "smc", "sampler": "smc", "num_particles": 3},
 ])
 def test_formulas_equal_the_metered_cost(engine, config):
     method = Method.from_config({**config, "max_rows": None})

@@ -1,5 +1,6 @@
-"""The evaluation sampler ``sampler = "smc"``: one SMC system of ``n`` particles per prompt, whose particles,
-after a final systematic resampling, are the ``n`` samples (`dllm_mcmc.eval.methods._smc_particles`).
+"""The evaluation sampler ``sampler = "particles"``: one SMC system of ``n`` particles per prompt, whose particles,
+after a final systematic resampling, are the ``n`` samples (`dllm_mcmc.mcmc.particles`); and ``sampler = "smc"``
+in an evaluation: the SMC kernel's independent draws, with the old meaning refused naming the new name.
 
 Checked on the bundled engine (``tasks-small``, ``s = gen_length = 16`` steps) against `smc_decode` run
 directly with the same seed: the samples are exactly the particles the method's own SMC run and final
@@ -28,7 +29,8 @@ def engine() -> Engine:
 
 
 def smc_method(**options: object) -> Method:
-    return Method.from_config({"name": "s", "sampler": "smc", "rule": "random", "temperature": TAU, **options})
+    return Method.from_config({"name": "s", "sampler": "particles", "rule": "random", "temperature": TAU,
+                               **options})
 
 
 def direct_run(engine: Engine, prompt: torch.Tensor | list[torch.Tensor], num_runs: int,
@@ -96,7 +98,7 @@ def test_a_pack_runs_one_system_per_prompt(engine: Engine) -> None:
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"num_particles": 4}, "num_particles not an option of smc"),
+    ({"num_particles": 4}, "num_particles is not an option of sampler 'particles'"),
     ({"rule": "confidence"}, "exact order law"),
     ({"ess_threshold": 1.5}, "ess_threshold must lie in"),
     ({"ess_threshold": True}, "ess_threshold must lie in"),
@@ -104,9 +106,30 @@ def test_a_pack_runs_one_system_per_prompt(engine: Engine) -> None:
 ])
 def test_invalid_settings_are_refused_naming_the_method(config: dict, message: str) -> None:
     with pytest.raises(ValueError, match=f"method 'bad-smc': .*{message}"):
-        Method.from_config({"name": "bad-smc", "sampler": "smc", **config})
+        Method.from_config({"name": "bad-smc", "sampler": "particles", **config})
 
 
 def test_spec_has_no_warmup_and_keeps_the_threshold() -> None:
     spec = smc_method(ess_threshold=0.25).spec()
     assert "warmup" not in spec and spec["options"] == {"ess_threshold": 0.25}
+
+
+def test_the_old_meaning_of_smc_is_refused_naming_the_new_sampler() -> None:
+    """A config written when ``sampler = "smc"`` meant the particle sampler (it had no num_particles) is refused
+    when read, and the message names ``particles``; with num_particles, ``smc`` is the SMC kernel."""
+    with pytest.raises(ValueError, match="method 'old': .*now named 'particles'.*give num_particles"):
+        Method.from_config({"name": "old", "sampler": "smc", "ess_threshold": 0.5})
+    kernel = Method.from_config({"name": "new", "sampler": "smc", "num_particles": 4})
+    assert kernel.sampler_spec.is_kernel and kernel.sampler_spec.independent
+
+
+def test_the_smc_kernel_in_an_evaluation_draws_independent_runs(engine: Engine) -> None:
+    """``sampler = "smc"`` with num_particles: each sample is one particle of its own SMC run of N particles (N·s
+    rows per sample, s steps: what the plan says), reproducible from the seed."""
+    method = Method.from_config({"name": "k", "sampler": "smc", "num_particles": 4, "temperature": TAU})
+    prompt = engine.encode("7+5*3=")
+    first = generate(method, engine, prompt, SAMPLES, SEED)
+    steps = engine.gen_length
+    assert (first.nfe, first.forward_rows) == (steps, SAMPLES * 4 * steps)
+    assert method_cost(method, engine.gen_length, SAMPLES) == (first.nfe, first.forward_rows)
+    assert torch.equal(generate(method, engine, prompt, SAMPLES, SEED).tokens, first.tokens)

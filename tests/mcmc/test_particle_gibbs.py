@@ -15,7 +15,7 @@ import torch
 from conftest import empirical, seeded, total_variation
 from pyro.infer import MCMC
 
-from dllm_mcmc import KERNELS, ExactDenoiser, ParticleGibbs, TemperedTarget, sample
+from dllm_mcmc import ExactDenoiser, ParticleGibbs, TemperedTarget, get_sampler, sample
 from dllm_mcmc.mcmc.stepwise import Stepwise
 
 
@@ -62,7 +62,7 @@ def test_info_and_cost():
 
 
 def test_registered_and_runs_under_sample_and_pyro_mcmc():
-    assert KERNELS["pgibbs"] is ParticleGibbs
+    assert get_sampler("pgibbs").kernel is ParticleGibbs
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
     result = sample(toy, None, 4, kernel="pgibbs", target_temperature=0.5, num_chains=2, num_samples=6, warmup=2,
                     progress=False, num_particles=3, ess_threshold=1.0)
@@ -103,7 +103,7 @@ def test_smc_kernel_draws_independently_and_approaches_the_target():
     0.022 (bound 0.045, about twice the floor); warm-up is skipped and ``info`` carries ``log Ẑ``."""
     from dllm_mcmc import SMC
 
-    assert KERNELS["smc"] is SMC
+    assert get_sampler("smc").kernel is SMC
     toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
     result = sample(toy, None, 4, kernel="smc", target_temperature=0.5, proposal_temperature=0.5,
                     num_chains=1_000, num_samples=10, warmup=5, progress=False, num_particles=16)

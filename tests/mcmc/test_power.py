@@ -72,5 +72,5 @@ def test_sample_by_name_and_bad_options(toy):
     assert result.config["kernel"] == "power" and result.config["moves_per_draw"] == 2
     with pytest.raises(ValueError, match="moves_per_draw"):
         Power(TemperedTarget(toy, None, 4), moves_per_draw=0)
-    with pytest.raises(ValueError, match="moves_per_draw: not an option"):
+    with pytest.raises(ValueError, match="moves_per_draw is not an option of sampler 'imh'"):
         sample(toy, None, 4, kernel="imh", moves_per_draw=2, progress=False)
