@@ -21,9 +21,9 @@ How to run
 ----------
 ::
 
-    .venv/bin/python scripts/perf/eval_scaling.py                          # 4 problems, 8 samples, 2 workers
-    .venv/bin/python scripts/perf/eval_scaling.py --problems 8 --executors inline,local
-    .venv/bin/python scripts/perf/eval_scaling.py --repeats 3              # median of 3 rounds
+    .venv/bin/python benchmarks/eval_scaling.py                          # 4 problems, 8 samples, 2 workers
+    .venv/bin/python benchmarks/eval_scaling.py --problems 8 --executors inline,local
+    .venv/bin/python benchmarks/eval_scaling.py --repeats 3              # median of 3 rounds
 
 The ray run needs the extra: ``pip install 'dllm-mcmc[ray]'`` (it is skipped, with a note, without it).
 """
@@ -41,7 +41,7 @@ import torch
 from dllm_mcmc.eval.experiment import load_config, run_experiment
 from dllm_mcmc.eval.records import read_records
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

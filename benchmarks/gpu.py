@@ -35,8 +35,8 @@ How to run
 ----------
 ::
 
-    python scripts/perf/gpu.py --dry-run                     # CPU, tiny shape, a few seconds
-    python scripts/perf/gpu.py --out gpu.md                  # GPU: about 5 minutes on an H100 expected
+    python benchmarks/gpu.py --dry-run                     # CPU, tiny shape, a few seconds
+    python benchmarks/gpu.py --out gpu.md                  # GPU: about 5 minutes on an H100 expected
 
 The GPU run needs about 16 GB for the weights and 20-40 GB more at batch 64 or ``S·K = 32`` rows
 (float32 logits over 126464 tokens are 190 MB per row of 384 positions).
@@ -154,7 +154,7 @@ class Report:
     skipped: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
-        lines = ["# scripts/perf/gpu.py", "", *[f"- {line}" for line in self.header], ""]
+        lines = ["# benchmarks/gpu.py", "", *[f"- {line}" for line in self.header], ""]
         lines += ["## Forward calls", "", "| batch | ms/call | rows/s | tokens/s | peak GiB |",
                   "|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['batch']} | {1e3 * r['seconds']:.1f} | {r['batch'] / r['seconds']:.1f} | "

@@ -28,11 +28,11 @@ How to run
 ----------
 ::
 
-    .venv/bin/python scripts/perf/overhead.py                    # default configuration
-    .venv/bin/python scripts/perf/overhead.py --threads 1        # one intra-op thread
-    .venv/bin/python scripts/perf/overhead.py --profile 20       # plus a cProfile breakdown
-    .venv/bin/python scripts/perf/overhead.py --quick            # tiny configuration (seconds)
-    .venv/bin/python scripts/perf/overhead.py --device cuda      # on a GPU (synchronised meter)
+    .venv/bin/python benchmarks/overhead.py                    # default configuration
+    .venv/bin/python benchmarks/overhead.py --threads 1        # one intra-op thread
+    .venv/bin/python benchmarks/overhead.py --profile 20       # plus a cProfile breakdown
+    .venv/bin/python benchmarks/overhead.py --quick            # tiny configuration (seconds)
+    .venv/bin/python benchmarks/overhead.py --device cuda      # on a GPU (synchronised meter)
 
 On a 2-core CPU the default configuration takes about 4 minutes (each configuration pushes
 20 x 32 x 16 rows of 48 tokens through the model; ``--profile`` adds one more ``sample`` run).

@@ -1,7 +1,7 @@
 """Spread of SMC's normaliser estimate Ẑ/Z on the exact toy: random positions (the rule) against the fully
 adapted proposal (positions ∝ tempered mass, resampling before the draw), τ = T, side by side in one run.
 
-    .venv/bin/python scripts/perf/smc_variance.py          # about 5 s on one thread
+    .venv/bin/python benchmarks/smc_variance.py          # about 5 s on one thread
 
 Toy: ``ExactDenoiser.random(vocab_size=3, length=4, seed=0)``, random-order target, ``Z = Σ_x p(x)^(1/T)``.
 Prints, per (T, N, proposal): the mean and standard deviation of Ẑ/Z over the runs (the mean is 1 up to
@@ -16,7 +16,7 @@ import argparse
 import torch
 
 from dllm_mcmc import ExactDenoiser, smc_decode
-from dllm_mcmc.mh import effective_sample_size
+from dllm_mcmc.decoding.smc import effective_sample_size
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ How to run
 ----------
 ::
 
-    .venv/bin/python scripts/perf/stepwise_accuracy.py            # about 2-4 minutes on 2 cores
-    .venv/bin/python scripts/perf/stepwise_accuracy.py --quick    # one seed, 5,000 draws
+    .venv/bin/python benchmarks/stepwise_accuracy.py            # about 2-4 minutes on 2 cores
+    .venv/bin/python benchmarks/stepwise_accuracy.py --quick    # one seed, 5,000 draws
 
 Prints markdown tables to stdout. Nothing is asserted.
 """

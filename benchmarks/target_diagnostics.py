@@ -1,7 +1,7 @@
 """Does the tempered target reward correct answers on the bundled model? Two measurements that bound what
 tempering ``p(x)^(1/T)`` can gain, on the first problems of the ``countdown`` and ``arith`` test splits.
 
-    .venv/bin/python scripts/perf/target_diagnostics.py        # about 2 minutes on one thread
+    .venv/bin/python benchmarks/target_diagnostics.py        # about 2 minutes on one thread
 
 For each problem, ``n`` responses are drawn by random-order decoding at τ = 1 (the model's own random-order
 path law) and each is scored by the chain rule ``log p(x | σ)`` along its own order and along ``R`` other

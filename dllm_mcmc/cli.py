@@ -1,6 +1,7 @@
 """Command line: ``dllm-mcmc demo`` (the bundled model), ``dllm-mcmc toy`` (an exact toy),
-``dllm-mcmc eval CONFIG`` (the experiment runner), ``dllm-mcmc report RESULTS`` (its report) and
-``dllm-mcmc lm-eval ...`` (lm-evaluation-harness with our ``dllm-mcmc`` model registered).
+``dllm-mcmc eval CONFIG`` (the experiment runner), ``dllm-mcmc report RESULTS`` (its report),
+``dllm-mcmc samplers`` (every sampler of the registry, installed plugins included, with its options and cost)
+and ``dllm-mcmc lm-eval ...`` (lm-evaluation-harness with our ``dllm-mcmc`` model registered).
 
 Also ``python -m dllm_mcmc demo``.
 """
@@ -202,6 +203,39 @@ USER_ERRORS = (ValueError, OSError, KeyError)
 (ValueError), missing or unreadable files (OSError, FileNotFoundError among them), unknown names (KeyError)."""
 
 
+def describe_samplers() -> str:
+    """Every sampler of the registry (`dllm_mcmc.mcmc.registry`), built-in or from an installed package's
+    ``dllm_mcmc.samplers`` entry point: how an evaluation uses it, whether its samples are independent, its own
+    options with their defaults, and its cost formula per unit (n samples, s steps, w warm-up steps).
+
+    >>> print(describe_samplers().splitlines()[0])
+    decode  (batch sampler; independent samples) plain decoding with the rule at token temperature τ
+    """
+    import dataclasses
+    import inspect
+
+    from dllm_mcmc.mcmc.registry import BUILTIN, samplers
+
+    blocks = []
+    for name, spec in samplers().items():
+        if spec.is_kernel:
+            kind = f"kernel, {'independent draws' if spec.independent else 'a Markov chain'}"
+            independence = "eval samples: one chain each, independent"
+        else:
+            kind = "batch sampler"
+            independence = "independent samples" if spec.independent else "dependent samples"
+        origin = "" if name in BUILTIN else f"; plugin {spec.options.__module__.split('.')[0]}"
+        lines = [f"{name}  ({kind}; {independence}{origin}) {spec.summary}".rstrip()]
+        options = [f"{field.name}={field.default!r}" for field in dataclasses.fields(spec.options)]
+        lines.append(f"    options: {', '.join(options) or 'none of its own'}; also {', '.join(spec.shared_options)}"
+                     f" and the rule's")
+        cost = inspect.getdoc(spec.cost)
+        if cost:
+            lines.append("    cost: " + " ".join(cost.split()))
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dllm-mcmc`` parser: the top-level flags and the ``demo``, ``toy``, ``eval``, ``report`` commands."""
     from dllm_mcmc import __version__
@@ -296,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                                help="compare every other method with this one: paired differences in Pass@1 and "
                                     "Pass@n with bootstrap intervals over problems (repeatable)")
 
+    commands.add_parser("samplers", help="list every sampler (built-in and installed plugins): options, cost, "
+                                         "independence", description=describe_samplers.__doc__)
+
     lm_eval_parser = commands.add_parser("lm-eval", add_help=False,
                                          help="lm-evaluation-harness (pip install 'dllm-mcmc[lm-eval]') with "
                                               "the model dllm-mcmc registered: every flag is lm_eval's",
@@ -372,6 +409,9 @@ def run_command(args: argparse.Namespace) -> int:
         path = write_report(args.results, out, baselines=args.baseline or ())
         print(path.read_text())
         print(f"Written: {path} and its plots")
+        return 0
+    if args.command == "samplers":
+        print(describe_samplers())
         return 0
     if args.command == "demo":
         model_demo(args.problems, args.samples, args.temperature, args.seed)

@@ -27,7 +27,7 @@ import torch
 
 from dllm_mcmc.decoding.canvas import canvas_attention
 from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
-from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
+from dllm_mcmc.denoisers.batching import LogitWindow, MaxRows, forward_in_chunks, resolve_max_rows
 
 LIKELIHOODS = ("order", "left_to_right", "elbo")
 
@@ -96,8 +96,8 @@ def _masked_token_log_probs(
 ):
     """Σ over ``counted`` positions of ``log p(x_i | canvas)``, for each of the expanded rows."""
     batch, length = tokens.shape
-    max_rows = resolve_max_rows(denoiser, max_rows, canvases.shape[1], logit_length=length)
-    response = torch.arange(prompt_length, canvases.shape[1], device=canvases.device)
+    response = LogitWindow(prompt_length, canvases.shape[1])  # the logits of the response, [B·rows, L, V]
+    max_rows = resolve_max_rows(denoiser, max_rows, canvases.shape[1], logit_positions=response)
     logits = forward_in_chunks(denoiser, canvases, max_rows, attention, logit_positions=response)
     log_p = model_log_probs(logits, int(denoiser.mask_id)).reshape(batch, rows_per_sequence, length, -1)
     token_log_p = log_p.gather(-1, tokens[:, None, :, None].expand(-1, rows_per_sequence, -1, 1)).squeeze(-1)

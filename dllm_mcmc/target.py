@@ -51,7 +51,7 @@ from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.decoding.record import DecoderRecord
 from dllm_mcmc.decoding.rules import NEG_INF, position_rule_of
 from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
-from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
+from dllm_mcmc.denoisers.batching import LogitWindow, MaxRows, forward_in_chunks, resolve_max_rows
 from dllm_mcmc.denoisers.metered import MeteredDenoiser
 from dllm_mcmc.likelihood import LIKELIHOODS, elbo_log_likelihood, left_to_right_log_likelihood
 
@@ -138,7 +138,7 @@ class TemperedTarget:
         self.likelihood = likelihood
         self.elbo_samples = elbo_samples
         self.max_rows = resolve_max_rows(self.denoiser, max_rows, self.prompt_length + gen_length,
-                                         logit_length=gen_length)
+                                         LogitWindow(self.prompt_length, self.prompt_length + gen_length))
         self._elbo_generator = torch.Generator(device=self.device).manual_seed(seed)
 
     @property

@@ -85,7 +85,7 @@ def test_config_fields_name_the_field_and_the_value(tmp_path, key, value, messag
 def test_a_rule_object_travels_unchanged(toy):
     rule = Rule("stochastic", block_length=2, position_temperature=0.3)
     traj = decode(toy, None, 4, rule=rule, temperature=0.5, num_samples=3, generator=torch.Generator().manual_seed(0))
-    assert traj.config.rule_options == rule
+    assert traj.config.rule == rule
     assert TemperedTarget(toy, None, 4, rule=rule).rule == rule
     result = sample(toy, None, 4, rule=rule, num_chains=2, num_samples=2, warmup=0, progress=False)
     assert result.config["rule"] == "stochastic" and result.config["rule_block_length"] == 2

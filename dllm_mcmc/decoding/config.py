@@ -1,6 +1,6 @@
 """`Rule`: the decoding rule as one options object (which position is committed next: the order law),
-and `DecodeConfig`: a rule plus the token temperature, the options of one decoding run, validated
-once, recorded with the result.
+and `DecodeConfig`: a `Rule` plus the token temperature and EOS handling, the options of one decoding
+run, validated once, recorded with the result.
 
 The same `Rule` object is passed to `decode`, `TemperedTarget`, `sample` and the evaluation methods,
 so the rule options (`RULE_OPTIONS`) are spelled once.
@@ -9,7 +9,7 @@ so the rule options (`RULE_OPTIONS`) are spelled once.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from dllm_mcmc._checks import one_of, positive_float, positive_int
 
@@ -95,8 +95,7 @@ class Rule:
 
     def config(self, temperature: float = 1.0, suppress_eos: bool = False) -> DecodeConfig:
         """The `DecodeConfig` of decoding with this rule at token temperature ``temperature``."""
-        return DecodeConfig(rule=self.name, temperature=temperature, suppress_eos=suppress_eos,
-                            **{name: getattr(self, name) for name in RULE_OPTIONS})
+        return DecodeConfig(self, temperature=temperature, suppress_eos=suppress_eos)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -104,62 +103,57 @@ class Rule:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """How a response is decoded.
+    """How a response is decoded: a `Rule` (the order law), the token temperature and EOS handling.
 
     Attributes:
-        rule: one of ``RULES`` (see `dllm_mcmc.decoding.rules`).
+        rule: the position rule and its options (`Rule`: name, blocks, tokens per step, ...).
         temperature: token temperature ``τ > 0``; tokens are drawn from ``p_j(v)^(1/τ)``.
-        block_length: semi-autoregressive block size (``None``: one block, the whole response).
-        tokens_per_step: positions committed per forward pass (the last step of a block may
-            commit fewer).
-        position_temperature: softmax temperature of the ``stochastic`` rule's position choice.
-        position_score: the score the ``stochastic`` rule samples from.
-        distance_penalty, window: the ``wedlm`` rule's ``λ`` and ``W`` (see `Rule`).
         suppress_eos: never propose the denoiser's ``eos_id`` (the proposal renormalises;
             ``log_p`` still records the model's own probability).
 
     Example:
-        >>> DecodeConfig(rule="entropy", temperature=0.5).schedule(4)
-        [(0, 4, 1), (0, 4, 1), (0, 4, 1), (0, 4, 1)]
+        >>> config = Rule("entropy", block_length=2).config(temperature=0.5)
+        >>> config == DecodeConfig(Rule("entropy", block_length=2), temperature=0.5)
+        True
+        >>> config.schedule(4)
+        [(0, 2, 1), (0, 2, 1), (2, 4, 1), (2, 4, 1)]
+        >>> config.as_dict()  # doctest: +NORMALIZE_WHITESPACE
+        {'rule': 'entropy', 'temperature': 0.5, 'block_length': 2, 'tokens_per_step': 1,
+         'position_temperature': 1.0, 'position_score': 'top_prob', 'distance_penalty': 0.02, 'window': 16,
+         'suppress_eos': False}
     """
 
-    rule: str = "random"
+    rule: Rule = field(default_factory=Rule)
     temperature: float = 1.0
-    block_length: int | None = None
-    tokens_per_step: int = 1
-    position_temperature: float = 1.0
-    position_score: str = "top_prob"
-    distance_penalty: float = DEFAULT_DISTANCE_PENALTY
-    window: int = DEFAULT_WINDOW
     suppress_eos: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.rule, Rule):
+            raise ValueError(f"rule must be a Rule (Rule.of(name, **options)), got {self.rule!r}")
         positive_float("temperature", self.temperature)
-        Rule(self.rule, **{name: getattr(self, name) for name in RULE_OPTIONS})  # validates the rule's fields
-
-    @property
-    def rule_options(self) -> Rule:
-        """The `Rule` part of this config (everything but the token temperature and EOS handling)."""
-        return Rule(self.rule, **{name: getattr(self, name) for name in RULE_OPTIONS})
 
     @property
     def exact_density(self) -> bool:
         """Whether the recorded ``log_q`` is the exact density of the decoded trajectory."""
-        return self.rule != "confidence"
+        return self.rule.name != "confidence"
 
     def schedule(self, gen_length: int) -> list[tuple[int, int, int]]:
         """One ``(block_start, block_end, tokens_committed)`` per forward pass."""
         positive_int("gen_length", gen_length)
-        block = gen_length if self.block_length is None else self.block_length
+        block = gen_length if self.rule.block_length is None else self.rule.block_length
         if gen_length % block:
             raise ValueError(
                 f"gen_length={gen_length} is not a multiple of block_length={block}"
             )
+        step = self.rule.tokens_per_step
         steps = []
         for start in range(0, gen_length, block):
-            for committed in range(0, block, self.tokens_per_step):
-                steps.append((start, start + block, min(self.tokens_per_step, block - committed)))
+            for committed in range(0, block, step):
+                steps.append((start, start + block, min(step, block - committed)))
         return steps
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The options flat, as `decode` takes them as keywords (``rule``: the rule's name), in the order
+        records have always carried them."""
+        rule = self.rule.as_dict()
+        return {"rule": rule.pop("name"), "temperature": self.temperature, **rule, "suppress_eos": self.suppress_eos}

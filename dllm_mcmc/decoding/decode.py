@@ -35,7 +35,7 @@ from dllm_mcmc.decoding.config import DEFAULT_DISTANCE_PENALTY, DEFAULT_WINDOW, 
 from dllm_mcmc.decoding.rules import NEG_INF, position_rule_of, proposal_log_probs, sample_tokens
 from dllm_mcmc.decoding.trajectory import Trajectory
 from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
-from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
+from dllm_mcmc.denoisers.batching import LogitWindow, MaxRows, forward_in_chunks, resolve_max_rows
 
 
 def decode(
@@ -227,24 +227,23 @@ def _run(
     num_rows, prompt_length = prompts.shape
     device = prompts.device
     mask_id = int(denoiser.mask_id)
-    block = max(end - start for start, end, _ in steps)
-    max_rows = resolve_max_rows(denoiser, max_rows, prompt_length + gen_length, logit_length=block)
+    # each step's call needs the logits of its block only (the head runs there alone when the denoiser can)
+    windows = [LogitWindow(prompt_length + start, prompt_length + end) for start, end, _ in steps]
+    max_rows = resolve_max_rows(denoiser, max_rows, prompt_length + gen_length, logit_positions=windows)
     suppressed = None if eos_id is None else int(eos_id)  # set only under suppress_eos
     rows = torch.arange(num_rows, device=device)[:, None]
     canvas = masked_canvas(prompts, gen_length, mask_id)
     attention = canvas_attention(prompt_mask, gen_length)  # None unless some row is left-padded
     response = canvas[:, prompt_length:]  # a view: commits write through to the canvas
-    rule = None if config.rule == "confidence" else position_rule_of(config)
+    rule = None if config.rule.name == "confidence" else position_rule_of(config)
     order = torch.empty(num_rows, gen_length, dtype=torch.long, device=device)
     log_q_steps = torch.empty(num_rows, len(steps), dtype=torch.float32, device=device)
     log_p_steps = torch.empty_like(log_q_steps)
     log_position_steps = torch.empty_like(log_q_steps)
     invalid = []  # per-step flags, checked once at the end: no host sync inside the loop
     committed = 0
-    for step, (start, end, k) in enumerate(tqdm(steps, desc=f"decode[{config.rule}]", disable=not progress)):
-        # logits of the current block only: the head runs there alone when the denoiser can
-        block_positions = torch.arange(prompt_length + start, prompt_length + end, device=device)
-        logits = forward_in_chunks(denoiser, canvas, max_rows, attention, logit_positions=block_positions)
+    for step, (start, end, k) in enumerate(tqdm(steps, desc=f"decode[{config.rule.name}]", disable=not progress)):
+        logits = forward_in_chunks(denoiser, canvas, max_rows, attention, logit_positions=windows[step])
         log_p = model_log_probs(logits, mask_id)
         del logits  # log_p is a new tensor: free the [S, block, V] logits before the next step's call
         eligible = response[:, start:end] == mask_id

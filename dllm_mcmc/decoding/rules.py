@@ -234,7 +234,7 @@ def position_rule(
 
 def position_rule_of(options: Rule | DecodeConfig) -> PositionRule:
     """The `PositionRule` of a `Rule` or a `DecodeConfig` (not ``confidence``), with all its options."""
-    rule = options.rule_options if isinstance(options, DecodeConfig) else options
+    rule = options.rule if isinstance(options, DecodeConfig) else options
     return position_rule(rule.name, rule.position_temperature, rule.position_score,
                          distance_penalty=rule.distance_penalty, window=rule.window)
 

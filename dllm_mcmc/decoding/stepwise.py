@@ -72,7 +72,7 @@ from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.decoding.rules import position_rule_of, proposal_log_probs, sample_tokens
 from dllm_mcmc.decoding.suffix import exact_log_suffix, mean_field_log_suffix, suffix_counts
 from dllm_mcmc.denoisers.base import Denoiser, model_log_probs
-from dllm_mcmc.denoisers.batching import MaxRows, forward_in_chunks, resolve_max_rows
+from dllm_mcmc.denoisers.batching import LogitWindow, MaxRows, forward_in_chunks, resolve_max_rows
 from dllm_mcmc.denoisers.metered import MeteredDenoiser
 from dllm_mcmc.mh import mh_scan, sir
 
@@ -176,8 +176,9 @@ def stepwise_decode(
     device, (num_rows, prompt_length) = prompts.device, prompts.shape
     pad = padding_id(meter)
     generator = generator_for(generator, device)
-    max_rows = resolve_max_rows(meter, max_rows, prompt_length + gen_length, logit_length=gen_length)
-    response_positions = torch.arange(prompt_length, prompt_length + gen_length, device=device)
+    logit_window = LogitWindow(prompt_length, prompt_length + gen_length)  # every call: the response's logits
+    max_rows = resolve_max_rows(meter, max_rows, prompt_length + gen_length, logit_positions=logit_window)
+    response_positions = logit_window.positions(device)
     mask_id, vocab_size, T = int(meter.mask_id), int(meter.vocab_size), float(target_temperature)
     steps = rule.config().schedule(gen_length)
     counts = suffix_counts(steps, gen_length, suffix_scope)

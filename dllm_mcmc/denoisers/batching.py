@@ -1,10 +1,16 @@
 """Micro-batching: split a forward call into calls of at most ``max_rows`` rows, and size ``max_rows``
 from free device memory (``"auto"``). Results do not depend on the split (beyond the model's
 batch-dependence of floating point); `nfe` counts logical calls, the meter every physical one.
+
+Where a caller needs logits at some positions only (a block, the response), it says so once, as a
+`LogitWindow`: the forward call (`forward_in_chunks`) computes logits there and the memory estimate
+(`resolve_max_rows`, `auto_max_rows`, `row_bytes`) counts that many logits per row.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -21,6 +27,48 @@ def accepts_logit_positions(denoiser: object) -> bool:
     return bool(getattr(denoiser, "accepts_logit_positions", False))
 
 
+@dataclass(frozen=True)
+class LogitWindow:
+    """The positions ``[start, stop)`` of every row at which a forward call needs logits (the rest of the
+    row is context only): `forward_in_chunks` computes logits there (`positions`) and the memory estimate
+    counts `width` logits per row.
+
+    >>> window = LogitWindow(3, 7)  # the 4-token response after a 3-token prompt
+    >>> window.width, window.positions().tolist()
+    (4, [3, 4, 5, 6])
+    """
+
+    start: int
+    stop: int
+
+    def __post_init__(self) -> None:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (self.start, self.stop)) or \
+                not 0 <= self.start <= self.stop:
+            raise ValueError(f"a logit window needs integers 0 <= start <= stop, got [{self.start!r}, {self.stop!r})")
+
+    @property
+    def width(self) -> int:
+        """Logits per row."""
+        return self.stop - self.start
+
+    def positions(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """The window as a 1-D index (what a denoiser that `accepts_logit_positions` takes)."""
+        return torch.arange(self.start, self.stop, device=device)
+
+
+LogitWindows = LogitWindow | Sequence[LogitWindow] | None
+"""The logits a memory estimate counts per row: one window (every call's), the windows of a run's calls in
+turn (the widest counts), or ``None`` (every position)."""
+
+
+def _logit_width(windows: LogitWindows, row_length: int) -> int:
+    if windows is None:
+        return row_length
+    if isinstance(windows, LogitWindow):
+        return windows.width
+    return max((window.width for window in windows), default=0)
+
+
 class HasVocabSize(Protocol):
     """What `row_bytes` needs of a denoiser at the least (its other widths are looked up optionally)."""
 
@@ -30,17 +78,18 @@ class HasVocabSize(Protocol):
 
 def forward_in_chunks(
     denoiser: Denoiser, tokens: torch.Tensor, max_rows: int | None = None,
-    attention_mask: torch.Tensor | None = None, logit_positions: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None, logit_positions: torch.Tensor | LogitWindow | None = None,
 ) -> torch.Tensor:
     """Checked logits for ``tokens [B, N]`` in forward calls of at most ``max_rows`` rows.
 
     ``attention_mask [B, N]`` (``False`` on left padding, see `dllm_mcmc.decoding.canvas`) is split
     alongside the rows and passed to the denoiser; ``None`` calls ``denoiser(tokens)`` alone.
 
-    ``logit_positions`` (a 1-D index into ``[0, N)`` shared by the rows; ``None``: every position) asks
-    for logits ``[B, K, V]`` at those positions only. A denoiser that `accepts_logit_positions` runs its
-    output head there alone (for LLaDA-8B at 128 + 256 tokens the full float32 logits are ~190 MB per
-    row); any other denoiser computes every position and the positions are selected after the call.
+    ``logit_positions`` (a `LogitWindow`, or any 1-D index into ``[0, N)``, shared by the rows; ``None``:
+    every position) asks for logits ``[B, K, V]`` at those positions only. A denoiser that
+    `accepts_logit_positions` runs its output head there alone (for LLaDA-8B at 128 + 256 tokens the full
+    float32 logits are ~190 MB per row); any other denoiser computes every position and the positions are
+    selected after the call.
 
     The one place forward calls are split into micro-batches (decode, the kernels and the
     likelihoods all call it). ``None`` makes one call. The parts are written into one preallocated
@@ -59,6 +108,10 @@ def forward_in_chunks(
     if attention_mask is not None and tuple(attention_mask.shape) != (batch, length):
         raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {[batch, length]}")
     out_length = length  # of the logits returned
+    if isinstance(logit_positions, LogitWindow):
+        if logit_positions.stop > length:
+            raise ValueError(f"logit_positions {logit_positions} reach past the rows' {length} tokens")
+        logit_positions = logit_positions.positions(tokens.device)
     if logit_positions is not None:
         if logit_positions.dim() != 1 or logit_positions.is_floating_point():
             raise ValueError(f"logit_positions must be a 1-D integer tensor, got shape {tuple(logit_positions.shape)}")
@@ -96,11 +149,12 @@ def forward_in_chunks(
 LOGIT_BYTES = 2 + 4 + 4 + 4
 
 
-def row_bytes(denoiser: HasVocabSize, row_length: int, logit_length: int | None = None) -> int:
+def row_bytes(denoiser: HasVocabSize, row_length: int, logit_positions: LogitWindows = None) -> int:
     """Estimated device bytes one row of ``row_length`` tokens needs during a forward call.
 
-    Per token with logits (``logit_length`` of them, ``None``: all ``row_length``; fewer only when the
-    denoiser `accepts_logit_positions`, otherwise it computes them all): ``vocab × LOGIT_BYTES``. Per
+    Per token with logits (``logit_positions``: the window(s) the calls pass to `forward_in_chunks`, the
+    widest counting; ``None``: all ``row_length``; fewer only when the denoiser `accepts_logit_positions`,
+    otherwise it computes them all): ``vocab × LOGIT_BYTES``. Per
     token of the row: one layer's activations (the residual stream, query/key/value, the attention
     output, the gated MLP's three intermediate tensors; in the parameters' dtype) and a float32
     attention-score row per head (SDPA's math path). Without gradients, layers free their activations
@@ -116,28 +170,27 @@ def row_bytes(denoiser: HasVocabSize, row_length: int, logit_length: int | None 
     >>> round(row_bytes(Llada(), 384) / 2**20)  # MiB per row of a 128 + 256 canvas
     711
     >>> Llada.accepts_logit_positions = True
-    >>> round(row_bytes(Llada(), 384, logit_length=32) / 2**20)  # logits of one 32-token block only
+    >>> round(row_bytes(Llada(), 384, LogitWindow(128, 160)) / 2**20)  # logits of one 32-token block only
     117
     """
     vocab = int(denoiser.vocab_size)
-    if logit_length is None or not accepts_logit_positions(denoiser):
-        logit_length = row_length
+    logits_per_row = _logit_width(logit_positions, row_length) if accepts_logit_positions(denoiser) else row_length
     config = getattr(denoiser, "config", None)
     if not hasattr(config, "hidden"):
         config = getattr(getattr(denoiser, "model", None), "config", None)
     hidden = getattr(config, "hidden", None) or getattr(config, "hidden_size", None)
     if not hidden:
-        return 2 * logit_length * vocab * LOGIT_BYTES
+        return 2 * logits_per_row * vocab * LOGIT_BYTES
     intermediate = getattr(config, "intermediate", None) or getattr(config, "intermediate_size", None) or 4 * hidden
     heads = getattr(config, "heads", None) or getattr(config, "num_attention_heads", None) or 1
     element = _parameter_bytes(denoiser)
     activations = (6 * hidden + 3 * intermediate) * element + 4 * heads * row_length
-    return logit_length * vocab * LOGIT_BYTES + row_length * activations
+    return logits_per_row * vocab * LOGIT_BYTES + row_length * activations
 
 
 def auto_max_rows(
     denoiser: HasVocabSize, row_length: int, free_bytes: int | None = None, fraction: float = 0.5,
-    logit_length: int | None = None,
+    logit_positions: LogitWindows = None,
 ) -> int | None:
     """Rows per forward call that fit ``fraction`` of the free device memory, by `row_bytes`.
 
@@ -154,13 +207,14 @@ def auto_max_rows(
         if device is None or device.type != "cuda":
             return None
         free_bytes, _ = torch.cuda.mem_get_info(device)
-    return max(1, int(free_bytes * fraction) // row_bytes(denoiser, row_length, logit_length))
+    return max(1, int(free_bytes * fraction) // row_bytes(denoiser, row_length, logit_positions))
 
 
 def resolve_max_rows(denoiser: HasVocabSize, max_rows: MaxRows, row_length: int,
-                     logit_length: int | None = None) -> int | None:
+                     logit_positions: LogitWindows = None) -> int | None:
     """Validate a micro-batching setting and turn ``"auto"`` into a number (or ``None`` off CUDA), counting
-    logits at ``logit_length`` positions per row (``None``: all; see `row_bytes`).
+    the logits of ``logit_positions`` per row: the window(s) the run's forward calls will pass to
+    `forward_in_chunks` (``None``: every position; see `row_bytes`).
 
     >>> from dllm_mcmc import ExactDenoiser
     >>> toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
@@ -170,7 +224,7 @@ def resolve_max_rows(denoiser: HasVocabSize, max_rows: MaxRows, row_length: int,
     if max_rows is None:
         return None
     if max_rows == "auto":
-        return auto_max_rows(denoiser, row_length, logit_length=logit_length)
+        return auto_max_rows(denoiser, row_length, logit_positions=logit_positions)
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
         raise ValueError(f"max_rows must be a positive integer, 'auto' or None, got {max_rows!r}")
     return max_rows

@@ -26,7 +26,6 @@ from dllm_mcmc.small_model import bundled_models, load_small_model, small_model_
 if TYPE_CHECKING:
     from dllm_mcmc.denoisers.hf import HFDenoiser
 
-MODEL_KINDS = ("small", "native", "transformers")
 NATIVE_OPTIONS = frozenset({"mask_id", "kv_cache"})
 
 

@@ -54,8 +54,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import time
 import tomllib
 import warnings
@@ -277,18 +275,6 @@ def run_settings(config: dict, method: Method, task: str, fingerprint: str | Non
     return RunSettings(method.name, task, hashlib.sha256(text.encode()).hexdigest()[:16], json.loads(text))
 
 
-def settings_hash(config: dict, method: Method, task: str) -> str:
-    """Hash of everything that changes a (method, task) pair's samples (`run_settings`)."""
-    return run_settings(config, method, task).config_hash
-
-
-KILL_ONCE = "DLLM_MCMC_TEST_KILL_ONCE"
-"""Test hook (environment variable, read by the driver): JSON ``{"method", "task", "problem", "marker"}``.
-A local or Ray worker handed that unit while the ``marker`` file does not exist creates it and kills
-itself with ``SIGKILL``: a worker death in the middle of a unit, exactly once. Ignored by the inline
-executor."""
-
-
 @dataclass(frozen=True)
 class Failure:
     """A unit whose drawing raised: nothing is recorded for it. ``error``: one line; ``details``: traceback."""
@@ -390,8 +376,7 @@ def run_experiment(config: dict, progress: bool = True, engine: Engine | None = 
         pack = config.get("pack") or 1
         work = _packs(methods, tasks, config.get("problems"), pack)
         todo = [w for w in work if any(_unit(hashes, w[0], w[1], problem) not in done for problem in w[2])]
-        drawer = UnitDrawer(config, {m.name: m for m in methods}, {t.name: t for t in tasks}, hashes,
-                            None if settings["executor"] == "inline" else _kill_once())
+        drawer = UnitDrawer(config, {m.name: m for m in methods}, {t.name: t for t in tasks}, hashes)
         # the worker factory: loads the model in the worker, or (inline, engine given) serves this one
         factory = drawer if engine is None else partial(partial, drawer.draw, engine)
         units = sum(len(w[2]) for w in work)
@@ -495,7 +480,6 @@ class UnitDrawer:
     methods: dict[str, Method]
     tasks: dict[str, EvalTask]
     hashes: dict[tuple[str, str], str]
-    kill_once: dict | None = None
 
     def __call__(self) -> Callable[[tuple], list[dict]]:
         config = self.config
@@ -504,19 +488,4 @@ class UnitDrawer:
 
     def draw(self, engine: Engine, job: tuple) -> list[dict]:
         method, task, problems = job
-        if self.kill_once is not None and any([method, task, problem.id] == [self.kill_once.get(k) for k in
-                                                                              ("method", "task", "problem")]
-                                              for problem in problems):
-            try:
-                Path(self.kill_once["marker"]).open("x").close()
-            except FileExistsError:  # killed once already
-                pass
-            else:
-                os.kill(os.getpid(), signal.SIGKILL)
         return _draw_unit(self.config, engine, self.hashes, self.methods[method], self.tasks[task], problems)
-
-
-def _kill_once() -> dict | None:
-    """The `KILL_ONCE` test hook's settings, if the variable is set."""
-    value = os.environ.get(KILL_ONCE)
-    return None if not value else json.loads(value)

@@ -42,8 +42,9 @@ from dllm_mcmc.denoisers.base import denoiser_device
 from dllm_mcmc.eval.engine import Engine
 from dllm_mcmc.likelihood import LIKELIHOODS
 from dllm_mcmc.mcmc.decoders import majority_index
-from dllm_mcmc.mcmc.registry import DrawRequest, SamplerSpec, check_renamed, get_sampler
+from dllm_mcmc.mcmc.registry import get_sampler
 from dllm_mcmc.mcmc.runner import sample
+from dllm_mcmc.mcmc.spec import DrawRequest, SamplerSpec, check_renamed
 from dllm_mcmc.target import CONFIDENCE_REFUSAL
 
 __all__ = ["AnswerOf", "Generation", "Method", "generate", "generate_pack", "majority_index"]

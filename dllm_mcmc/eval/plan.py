@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dllm_mcmc.eval.methods import Method
-from dllm_mcmc.mcmc.registry import UnitShape, unit_cost
+from dllm_mcmc.mcmc.spec import UnitShape, unit_cost
 
 # Problem counts of the paper's benchmarks, used when their data is not on this machine.
 BENCHMARK_SIZES = {"humaneval": 164, "mbpp": 500, "math500": 500, "aime24": 30, "aime25": 30}

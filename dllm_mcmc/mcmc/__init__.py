@@ -9,10 +9,11 @@ from dllm_mcmc.mcmc.kernel import SCALAR_SITES, KernelProtocol, TargetKernel
 from dllm_mcmc.mcmc.particle_gibbs import ParticleGibbs
 from dllm_mcmc.mcmc.power import Power
 from dllm_mcmc.mcmc.pyro_mcmc import StatsRecorder, result_from_pyro
-from dllm_mcmc.mcmc.registry import SamplerSpec, get_sampler, samplers
+from dllm_mcmc.mcmc.registry import get_sampler, samplers
 from dllm_mcmc.mcmc.result import Result
 from dllm_mcmc.mcmc.runner import sample
 from dllm_mcmc.mcmc.smc import SMC
+from dllm_mcmc.mcmc.spec import SamplerSpec
 from dllm_mcmc.mcmc.states import ChainState, StepInfo
 from dllm_mcmc.mcmc.stepwise import Stepwise
 

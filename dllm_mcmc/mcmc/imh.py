@@ -35,7 +35,6 @@ from dataclasses import dataclass
 import torch
 
 from dllm_mcmc._checks import positive_int
-from dllm_mcmc.decoding.decode import decode
 from dllm_mcmc.mcmc.kernel import TargetKernel
 from dllm_mcmc.mcmc.spec import Cost, SamplerSpec, UnitShape
 from dllm_mcmc.mcmc.states import ChainState, StepInfo
@@ -149,16 +148,7 @@ class IMH(TargetKernel):
 
     def _decode_proposals(self) -> list[tuple[ChainState, torch.Tensor]]:
         batch, chains = self.proposal_batch, self.num_chains
-        traj = decode(
-            self.target.denoiser,
-            self.target.prompt_for(batch * chains),  # row b * C + c: chain c's prompt (a list cycles)
-            self.target.gen_length,
-            num_samples=batch * chains,
-            generator=self.generator,
-            max_rows=self.target.max_rows,
-            **self.proposal.as_dict(),
-        )
-        log_target, log_likelihood = self.target.score(traj)
+        traj, (log_target, log_likelihood) = self.propose(batch)
         fields = (traj.tokens, traj.order, log_target, traj.log_q)
         # rows are batch-major: proposal b of chain c is row b * C + c
         return [

@@ -36,7 +36,7 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from dllm_mcmc._checks import positive_float, positive_int
 from dllm_mcmc.decoding.trajectory import Trajectory
-from dllm_mcmc.target import TemperedTarget
+from dllm_mcmc.target import Score, TemperedTarget
 
 SCALAR_SITES = ("length", "log_likelihood", "log_target")
 """The float32 ``[C]`` sample sites every built-in kernel returns beside ``tokens`` and ``order``:
@@ -116,9 +116,10 @@ class TargetKernel(MCMCKernel):
     needs one under `dllm_mcmc.sample`); ``cleanup``; ``logging`` and ``diagnostics`` (both report the
     running means of what `track` was given); ``name`` (for records).
 
-    **Helpers**: ``self.target.score(record)`` (the one target formula, for any decoder record),
-    `replay` (a decoder record of given states), `sites` (the params a step returns), `track` (a running
-    per-chain statistic under its own name: ``accept_prob`` only for MH acceptance probabilities),
+    **Helpers**: ``self.target.score(record)`` (the one target formula, for any decoder record), `propose`
+    (fresh draws of the proposal decoder with their scores), `replay` (a decoder record of given states),
+    `sites` (the params a step returns), `track` (a running per-chain statistic under its own name:
+    ``accept_prob`` only for MH acceptance probabilities),
     ``self.proposal`` (the proposal decoder's `DecodeConfig`: the target's rule at ``τ``), and
     `dllm_mcmc.mh` for the accept/reject arithmetic. ``self.transforms = {}`` is set because Pyro's
     ``MCMC`` otherwise looks for ``kernel.model`` to build transforms of continuous sites; our sites are
@@ -191,6 +192,18 @@ class TargetKernel(MCMCKernel):
     @save_params.setter
     def save_params(self, names: list[str] | tuple[str, ...]) -> None:
         self._save_params = sorted(names)
+
+    def propose(self, per_chain: int = 1) -> tuple[Trajectory, Score]:
+        """``per_chain`` fresh draws of the proposal decoder for every chain, in one batched decode of
+        ``per_chain · C`` rows (row ``b·C + c``: draw ``b`` of chain ``c``), with their `Score` under the target.
+        The independent proposal of IMH-like kernels; its density is ``Trajectory.log_q``."""
+        from dllm_mcmc.decoding.decode import decode
+
+        rows = per_chain * self.num_chains
+        trajectory = decode(self.target.denoiser, self.target.prompt_for(rows), self.target.gen_length,
+                            num_samples=rows, generator=self.generator, max_rows=self.target.max_rows,
+                            **self.proposal.as_dict())
+        return trajectory, self.target.score(trajectory)
 
     def replay(self, tokens: torch.Tensor, order: torch.Tensor) -> Trajectory:
         """The proposal decoder's record of given states ``[C, L]`` (teacher-forced; ``L`` forward calls)."""

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from dllm_mcmc._checks import boolean, positive_int
-from dllm_mcmc.decoding.decode import decode, redecode
+from dllm_mcmc.decoding.decode import redecode
 from dllm_mcmc.decoding.trajectory import Trajectory
 from dllm_mcmc.mcmc.kernel import TargetKernel
 from dllm_mcmc.mcmc.spec import Cost, SamplerSpec, UnitShape
@@ -91,10 +91,8 @@ class Power(TargetKernel):
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
         self.start(warmup_steps)
-        start = decode(self.target.denoiser, self.target.prompt_for(self.num_chains), self.target.gen_length,
-                       num_samples=self.num_chains, generator=self.generator, max_rows=self.target.max_rows,
-                       **self.proposal.as_dict())
-        self._set_state(start)
+        start, (self._log_target, self._log_likelihood) = self.propose(1)
+        self._state = start
 
     @property
     def initial_params(self) -> dict[str, torch.Tensor]:

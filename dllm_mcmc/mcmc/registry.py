@@ -32,6 +32,7 @@ Example:
     Traceback (most recent call last):
         ...
     ValueError: propsal_batch is not an option of sampler 'imh' (did you mean 'proposal_batch'?); its options: ...
+    >>> from dllm_mcmc.mcmc.spec import UnitShape
     >>> spec.cost(spec.parse_options({"proposal_batch": 8}), UnitShape(steps=16, gen_length=16, samples=4, warmup=6))
     Cost(nfe=16, rows=512, scorings=1, scored=32)
 """
@@ -47,23 +48,10 @@ from dllm_mcmc.mcmc.imh import IMH_SPEC
 from dllm_mcmc.mcmc.particle_specs import PGIBBS_SPEC, SMC_SPEC
 from dllm_mcmc.mcmc.particles import PARTICLES
 from dllm_mcmc.mcmc.power import POWER_SPEC
-from dllm_mcmc.mcmc.spec import (
-    BATCH_OPTIONS,
-    RENAMED,
-    TARGET_OPTIONS,
-    Cost,
-    Draw,
-    DrawRequest,
-    SamplerSpec,
-    UnitShape,
-    check_renamed,
-    unit_cost,
-)
+from dllm_mcmc.mcmc.spec import SamplerSpec
 from dllm_mcmc.mcmc.stepwise import STEPWISE_SPEC
 
-__all__ = ["BATCH_OPTIONS", "BUILTIN", "ENTRY_POINT_GROUP", "RENAMED", "TARGET_OPTIONS", "Cost", "Draw",
-           "DrawRequest", "SamplerSpec", "UnitShape", "check_renamed", "get_sampler", "kernel_names",
-           "reload_samplers", "samplers", "unit_cost"]
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "get_sampler", "kernel_names", "reload_samplers", "samplers"]
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ MOVE_STATS = {
 }
 """The per-draw statistics that say how a kernel moved, in the order `Result.move_stat` looks for them, with
 the label diagnostics show them under (never one statistic under another's name)."""
-STAT_NAMES = ("log_target", "log_likelihood", "log_proposal", "log_weight", "accept_prob", "accepted", "length")
 
 
 @dataclass(frozen=True)

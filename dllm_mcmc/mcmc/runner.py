@@ -19,8 +19,9 @@ from dllm_mcmc.decoding.canvas import Prompt
 from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.denoisers.base import Denoiser
 from dllm_mcmc.mcmc.kernel import KernelProtocol, response_length
-from dllm_mcmc.mcmc.registry import TARGET_OPTIONS, get_sampler, kernel_names
+from dllm_mcmc.mcmc.registry import get_sampler, kernel_names
 from dllm_mcmc.mcmc.result import Result
+from dllm_mcmc.mcmc.spec import TARGET_OPTIONS
 from dllm_mcmc.target import TemperedTarget
 
 

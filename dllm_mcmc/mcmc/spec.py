@@ -90,7 +90,9 @@ class SamplerSpec:
         options: a frozen dataclass of the sampler's own options (every field with a default; ranges checked
             in ``__post_init__``). The rule's options and `TARGET_OPTIONS` / `BATCH_OPTIONS` come beside them.
         cost: ``cost(options, UnitShape) -> Cost``: the exact forward calls and rows of one unit.
-        independent: whether the ``n`` samples of a unit are independent draws (unbiased pass@k assumes so).
+        independent: whether its draws are independent: for a kernel, a chain's successive draws (``stepwise``,
+            ``smc``: yes; ``imh``, ``power``, ``pgibbs``: no, a Markov chain); for a batch sampler, the ``n``
+            samples of a unit (``particles``: no, they share ancestors). See `independent_samples`.
         kernel: a `TargetKernel` class, built as ``kernel(target, proposal_temperature=, num_chains=, seed=,
             **options)`` (a kernel sampler); or ``None``.
         draw: ``draw(DrawRequest) -> Draw`` (a batch sampler); or ``None``.
@@ -124,6 +126,12 @@ class SamplerSpec:
     @property
     def is_kernel(self) -> bool:
         return self.kernel is not None
+
+    @property
+    def independent_samples(self) -> bool:
+        """Whether an evaluation's ``n`` samples of a unit are independent (unbiased pass@k assumes so): always
+        for a kernel (``n`` chains, one kept state each), the ``independent`` flag for a batch sampler."""
+        return self.is_kernel or self.independent
 
     @property
     def uses_warmup(self) -> bool:

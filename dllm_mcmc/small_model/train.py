@@ -6,7 +6,7 @@ and the loss is the cross-entropy on the masked positions weighted by ``1/t``, a
 response length: an upper bound on the response's negative log-likelihood.
 
 Optional **exchange-consistency penalty** (``--consistency λ``; ours, aimed at the order inconsistency that
-``scripts/perf/target_diagnostics.py`` measures). A joint distribution's conditionals satisfy, for any canvas
+``benchmarks/target_diagnostics.py`` measures). A joint distribution's conditionals satisfy, for any canvas
 ``c`` and two of its masked positions ``i, j``,
 
     log p(x_i | c) + log p(x_j | c, x_i) = log p(x_j | c) + log p(x_i | c, x_j),

@@ -87,7 +87,7 @@ def test_decoded_order_is_the_reference_rule_draw_for_draw(prompted, seed, dista
                 tokens_per_step=k)
     traj = decode(prompted, prompted.prompt, 6, rule=rule, temperature=0.8, num_samples=12,
                   generator=seeded(seed))
-    assert traj.exact_density and traj.config.distance_penalty == distance_penalty
+    assert traj.exact_density and traj.config.rule.distance_penalty == distance_penalty
     for s in range(traj.num_samples):
         expected = reference_order(prompted, traj.tokens[s].tolist(), 6, block_length or 6, k, distance_penalty,
                                    window)
@@ -218,7 +218,7 @@ def test_bad_window_or_distance_penalty_is_refused_with_its_name(toy, options, m
 
 
 def test_the_options_are_rule_options_everywhere(toy):
-    assert Rule.of("wedlm", window=3).config(0.5).window == 3
+    assert Rule.of("wedlm", window=3).config(0.5).rule.window == 3
     method = Method.from_config({"name": "w", "sampler": "imh", "rule": "wedlm", "window": 3,
                                  "distance_penalty": 0.5, "proposal_batch": 2})
     assert method.decoding_rule == Rule("wedlm", window=3, distance_penalty=0.5)

@@ -18,7 +18,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from dllm_mcmc import IMH, Power, Stepwise, TemperedTarget, decode, replay, sample
 from dllm_mcmc.decoding import redecode
-from dllm_mcmc.denoisers.batching import auto_max_rows, forward_in_chunks, resolve_max_rows, row_bytes
+from dllm_mcmc.denoisers.batching import (
+    LogitWindow,
+    auto_max_rows,
+    forward_in_chunks,
+    resolve_max_rows,
+    row_bytes,
+)
 from dllm_mcmc.denoisers.native import ArchitectureConfig, BidirectionalTransformer, NativeDenoiser
 
 VOCAB, MASK = 40, 39
@@ -67,7 +73,7 @@ def test_bf16_model_runs_every_kernel(kernel, options):
                     rule="top_prob", num_chains=2, num_samples=3, warmup=1, progress=False, max_rows=3,
                     **options)
     assert result.tokens.shape == (2, 3, 4) and (result.tokens != MASK).all()
-    for name in ("log_target", "accept_prob"):
+    for name in ("log_target", result.move_stat[0]):
         assert result.stats[name].dtype == torch.float32 and torch.isfinite(result.stats[name]).all(), name
 
 
@@ -112,7 +118,7 @@ def test_kernel_micro_batches_change_nothing(toy, kernel, options):
     counting = CountingDenoiser(toy)
     whole, split = run(toy, None), run(counting, 2)
     assert torch.equal(whole.tokens, split.tokens)
-    for name in ("log_target", "accept_prob") + (() if kernel == "stepwise" else ("accepted",)):
+    for name in ("log_target", whole.move_stat[0]) + (() if kernel == "stepwise" else ("accept_prob",)):
         assert torch.equal(whole.stats[name], split.stats[name]), name
     assert max(counting.batch_sizes) == 2 and whole.forward_rows == split.forward_rows
 
@@ -152,6 +158,23 @@ def test_max_rows_settings(toy):
     assert per_row == 10 * (VOCAB * 14 + (6 * 32 + 3 * 64) * 2 + 4 * 4 * 10)
     assert auto_max_rows(llada, 10, free_bytes=100 * per_row) == 50
     assert auto_max_rows(llada, 10, free_bytes=1) == 1
+
+
+def test_a_logit_window_sizes_the_rows_and_the_forward_call_alike(toy):
+    llada, window = tiny_llada(), LogitWindow(4, 7)  # 3 of a row's 10 positions need logits
+    per_row = row_bytes(llada, 10, window)
+    assert per_row == 3 * VOCAB * 14 + 10 * ((6 * 32 + 3 * 64) * 2 + 4 * 4 * 10)
+    assert row_bytes(llada, 10, [LogitWindow(4, 6), window, LogitWindow(9, 10)]) == per_row  # the widest call
+    assert auto_max_rows(llada, 10, free_bytes=100 * per_row, logit_positions=window) == 50
+    assert row_bytes(toy, 4, LogitWindow(1, 2)) == row_bytes(toy, 4)  # computes every position anyway
+    canvas = torch.randint(0, MASK, (5, 10), generator=seeded(0))
+    assert torch.equal(forward_in_chunks(llada, canvas, 2, logit_positions=window),
+                       forward_in_chunks(llada, canvas, 2, logit_positions=torch.arange(4, 7)))
+    with pytest.raises(ValueError, match="reach past"):
+        forward_in_chunks(llada, canvas, logit_positions=LogitWindow(8, 11))
+    for start, stop in [(3, 2), (-1, 2), (0, 2.0)]:
+        with pytest.raises(ValueError, match="logit window"):
+            LogitWindow(start, stop)
 
 
 # -- host reads per step -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from dllm_mcmc.diagnostics import (
     to_datatree,
     trace_diagnostics,
 )
-from dllm_mcmc.mcmc.result import STAT_NAMES, Result
+from dllm_mcmc.mcmc.result import Result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -167,7 +167,8 @@ def test_a_tree_of_the_older_layout_still_loads(result):
     old.attrs = {k: v for k, v in tree.attrs.items() if not k.startswith("dllm_mcmc_")}
     back = from_datatree(old)
     assert torch.equal(back.tokens, result.tokens)
-    assert [n for n in STAT_NAMES if n in back.stats] == list(back.stats)
+    stat_names = ("log_target", "log_likelihood", "log_proposal", "log_weight", "accept_prob", "accepted", "length")
+    assert [n for n in stat_names if n in back.stats] == list(back.stats)
     assert all(torch.equal(back.stats[n], v) for n, v in result.stats.items())
     assert back.config["block_length"] is None and back.config["shape"] == "(2, 3)"
 
@@ -300,7 +301,8 @@ def test_plot_sequence_frequencies_with_exact(small, tmp_path):
 
 def test_plot_sequence_frequencies_counts_and_dict_exact():
     tokens = torch.tensor([[[0, 1], [0, 1], [1, 1]], [[0, 1], [2, 2], [1, 1]]])
-    stats = {name: torch.zeros(2, 3) for name in STAT_NAMES}
+    stats = {name: torch.zeros(2, 3) for name in ("log_target", "log_likelihood", "log_proposal", "log_weight",
+                                                  "accept_prob", "accepted", "length")}
     result = Result(tokens, stats, 0, 0, 0.0, {})
     fig = plot_sequence_frequencies(result, exact={(0, 1): 0.5, (1, 1): 0.25}, top=10)
     ax = fig.axes[0]

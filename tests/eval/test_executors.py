@@ -2,16 +2,18 @@
 a worker killed with SIGKILL mid-unit loses and duplicates nothing; a unit that raises is reported."""
 
 import json
+import os
 
 import pytest
 import torch
+from worker_faults import TESTS, KillOnce
 
 from dllm_mcmc import cli
 from dllm_mcmc.cli import main
 from dllm_mcmc.eval import experiment
 from dllm_mcmc.eval.executors import Done, Failed, make_executor
 from dllm_mcmc.eval.executors.threads import use_threads
-from dllm_mcmc.eval.experiment import KILL_ONCE, run_experiment
+from dllm_mcmc.eval.experiment import run_experiment
 from dllm_mcmc.eval.family_tasks import FamilyTask
 from dllm_mcmc.eval.records import read_records
 
@@ -57,11 +59,20 @@ def reference(tmp_path_factory):
 
 
 def kill_once(monkeypatch, tmp_path):
-    """Make the worker handed (imh, countdown, 2nd problem) SIGKILL itself, once; returns the marker file."""
+    """Make the worker handed (imh, countdown, 2nd problem) SIGKILL itself, once; returns the marker file.
+    The executor the runner makes gets its worker factory (the `UnitDrawer`) wrapped in
+    `worker_faults.KillOnce`, which the workers import."""
     marker = tmp_path / "killed"
     problem = FamilyTask("countdown").problems(2)[1].id
-    monkeypatch.setenv(KILL_ONCE, json.dumps({"method": "imh", "task": "countdown", "problem": problem,
-                                              "marker": str(marker)}))
+    make = experiment.make_executor
+
+    def make_executor(*args, **options):
+        executor = make(*args, **options)
+        run = executor.run
+        executor.run = lambda jobs, factory: run(jobs, KillOnce(factory, "imh", "countdown", problem, str(marker)))
+        return executor
+
+    monkeypatch.setattr(experiment, "make_executor", make_executor)
     return marker
 
 
@@ -86,7 +97,9 @@ def test_local_worker_killed_midway_loses_and_duplicates_nothing(tmp_path, refer
 def ray_cluster():
     """One local two-CPU Ray cluster for the module's Ray tests (starting one takes seconds)."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False)
+    # the actors import tests/worker_faults.py (the killed actor's drawer)
+    path = os.pathsep.join([TESTS, *filter(None, [os.environ.get("PYTHONPATH")])])
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield ray
     ray.shutdown()
 

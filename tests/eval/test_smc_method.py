@@ -14,11 +14,10 @@ import pytest
 import torch
 from conftest import seeded
 
-from dllm_mcmc.decoding.smc import SMCResult, smc_decode
+from dllm_mcmc.decoding.smc import SMCResult, smc_decode, systematic_resample
 from dllm_mcmc.eval.engine import Engine, load_engine
 from dllm_mcmc.eval.methods import Method, generate, generate_pack
 from dllm_mcmc.eval.plan import method_cost
-from dllm_mcmc.mh import systematic_resample
 
 SAMPLES, SEED, TAU = 8, 3, 0.5
 

@@ -1,4 +1,4 @@
-"""`scripts/perf/gpu.py --dry-run`: the GPU benchmark's code path on the CPU with a tiny model."""
+"""`benchmarks/gpu.py --dry-run`: the GPU benchmark's code path on the CPU with a tiny model."""
 
 import importlib.util
 import sys
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "perf" / "gpu.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
 
 
 @pytest.fixture(scope="module")

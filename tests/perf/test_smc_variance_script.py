@@ -1,10 +1,10 @@
-"""`scripts/perf/smc_variance.py` runs and prints one row per (T, N, proposal) with a mean Ẑ/Z near 1."""
+"""`benchmarks/smc_variance.py` runs and prints one row per (T, N, proposal) with a mean Ẑ/Z near 1."""
 
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).parents[2] / "scripts" / "perf" / "smc_variance.py"
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "smc_variance.py"
 
 
 def test_prints_the_table_with_unbiased_means():

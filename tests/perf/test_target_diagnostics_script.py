@@ -1,10 +1,10 @@
-"""`scripts/perf/target_diagnostics.py` runs on the bundled model and prints one row per family."""
+"""`benchmarks/target_diagnostics.py` runs on the bundled model and prints one row per family."""
 
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).parents[2] / "scripts" / "perf" / "target_diagnostics.py"
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "target_diagnostics.py"
 
 
 def test_prints_a_row_per_family_with_scores_in_range():

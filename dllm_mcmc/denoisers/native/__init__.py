@@ -12,7 +12,7 @@ the result does not depend on the installed transformers version (see ``docs/che
 
 Modules: ``transformer`` (the stack), ``checkpoint`` (safetensors reading), ``llada`` / ``dream`` / ``wedlm``
 (config fields and tensor names; ``wedlm`` also the denoiser), ``reorder`` and ``prefix_cache`` (WeDLM's
-reordering and cache), ``wrapper`` (`NativeDenoiser`), ``denoiser`` (`load_native`).
+reordering and cache), ``wrapper`` (`NativeDenoiser`), ``loader`` (`load_native`).
 
 Example:
     >>> from dllm_mcmc.denoisers.native import load_native
@@ -21,16 +21,11 @@ Example:
 """
 
 from dllm_mcmc.denoisers.native.checkpoint import CheckpointError, load_tensors, read_config, tensor_files
-from dllm_mcmc.denoisers.native.denoiser import (
-    NativeDenoiser,
-    architecture_of,
-    is_native_checkpoint,
-    load_native,
-    load_tokenizer,
-)
+from dllm_mcmc.denoisers.native.loader import architecture_of, is_native_checkpoint, load_native, load_tokenizer
 from dllm_mcmc.denoisers.native.prefix_cache import CacheStats, PrefixCache
 from dllm_mcmc.denoisers.native.transformer import ArchitectureConfig, BidirectionalTransformer, Transformer
 from dllm_mcmc.denoisers.native.wedlm import FALLBACK_MASK_ID, WeDLMDenoiser
+from dllm_mcmc.denoisers.native.wrapper import NativeDenoiser
 
 __all__ = [
     "FALLBACK_MASK_ID",
