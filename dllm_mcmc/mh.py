@@ -9,8 +9,9 @@
   selection, Fang et al. arXiv 2604.00375).
 - `sir`: sampling-importance-resampling, one candidate drawn ``∝ exp(w)`` (Rubin 1987).
 - `gumbel_max` / `gumbel_noise`: one categorical draw per row by the Gumbel-max trick.
-- `systematic_resample` / `conditional_resample` / `effective_sample_size` / `log_mean_exp`: the
-  resampling arithmetic of sequential Monte Carlo (`dllm_mcmc.decoding.smc`).
+
+The resampling arithmetic of sequential Monte Carlo (the schemes, the effective sample size) is not here: it
+lives with SMC, in `dllm_mcmc.decoding.smc.resampling`.
 
 NaN policy: a NaN log ratio means both states have zero target mass. `mh_accept` refuses it with an
 error at once; the scan and SIR never accept a NaN move and return an ``invalid`` flag, so a decoding
@@ -142,51 +143,3 @@ def gumbel_noise(shape: torch.Size, generator: torch.Generator, device: torch.de
     exponential = torch.empty(shape, dtype=torch.float64, device=device).exponential_(generator=generator)
     return -exponential.log()
 
-
-def log_mean_exp(values: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """``log mean exp(values)`` along ``dim``, computed stably (``-inf`` entries count as zeros).
-
-    >>> round(float(log_mean_exp(torch.tensor([0.0, float("-inf")]))), 6)
-    -0.693147
-    """
-    return values.logsumexp(dim) - torch.log(torch.tensor(float(values.shape[dim]), dtype=values.dtype))
-
-
-def effective_sample_size(log_weight: torch.Tensor) -> torch.Tensor:
-    """Kish's effective sample size ``(Σ w)² / Σ w² ∈ [1, N]`` of unnormalised weights ``exp(log_weight [..., N])``.
-
-    >>> effective_sample_size(torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, -1e9, -1e9, -1e9]])).tolist()
-    [4.0, 1.0]
-    """
-    return (2 * log_weight.logsumexp(-1) - (2 * log_weight).logsumexp(-1)).exp()
-
-
-def systematic_resample(log_weight: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Systematic resampling (Kitagawa 1996): ``N`` ancestor indices per row of ``log_weight [R, N]``.
-
-    One uniform ``u ~ U[0, 1)`` per row; ancestor ``n`` is the index of the normalised-weight cumulative sum
-    interval that contains ``(u + n) / N``. Each index ``i`` is drawn ``⌊N W_i⌋`` or ``⌈N W_i⌉`` times
-    (so within ±1 of ``N W_i``), with expected count exactly ``N W_i``; indices come out sorted.
-
-    >>> systematic_resample(torch.tensor([[0.0, float("-inf"), 0.0, 0.0]]), torch.Generator().manual_seed(0)).tolist()
-    [[0, 2, 3, 3]]
-    """
-    num_rows, num_particles = log_weight.shape
-    normalised = (log_weight.double() - log_weight.double().logsumexp(-1, keepdim=True)).exp()
-    cumulative = normalised.cumsum(-1)
-    cumulative[:, -1] = 1.0  # rounding must never leave a point past the last interval
-    uniform = torch.rand(num_rows, 1, generator=generator, device=log_weight.device, dtype=torch.float64)
-    points = (uniform + torch.arange(num_particles, device=log_weight.device, dtype=torch.float64)) / num_particles
-    return torch.searchsorted(cumulative, points, right=True).clamp(max=num_particles - 1)
-
-
-def conditional_resample(log_weight: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Conditional multinomial resampling (Andrieu, Doucet & Holenstein 2010, conditional SMC): slot 0 (the
-    reference) keeps ancestor 0; slots ``1..N−1`` draw their ancestors i.i.d. ``∝ exp(log_weight [R, N])``.
-
-    >>> conditional_resample(torch.tensor([[-1e9, 0.0, -1e9]]), torch.Generator().manual_seed(0)).tolist()
-    [[0, 1, 1]]
-    """
-    num_rows, num_particles = log_weight.shape
-    free = gumbel_max(log_weight[:, None, :].expand(num_rows, num_particles - 1, num_particles), generator)
-    return torch.cat([torch.zeros(num_rows, 1, dtype=torch.long, device=log_weight.device), free], dim=1)

@@ -1,9 +1,10 @@
 """`ParticleGibbs`: particle Gibbs (Andrieu, Doucet & Holenstein 2010, JRSS B 72(3)) over the tempered target.
 
 Each chain holds a reference path ``(σ, x)``. One `sample` step runs conditional SMC
-(`dllm_mcmc.decoding.smc.smc_decode` with ``reference``): ``N`` particles decoded by the target's rule at
-token temperature ``τ``, slot 0 forced along the reference, incremental weights
-``log w_t = log p_i(v) / T − log q_i(v)``, conditional resampling keeping slot 0's ancestor. The new
+(`dllm_mcmc.decoding.smc.smc_decode` with ``reference``, composed in `dllm_mcmc.decoding.smc.conditional`):
+``N`` particles decoded by the target's rule at token temperature ``τ``, slot 0 forced along the reference,
+incremental weights ``log w_t = log p_i(v) / T − log q_i(v)``, conditional resampling keeping slot 0's
+ancestor. The new
 state is particle ``k`` drawn ``∝`` the final weights. The move leaves ``π_T(σ, x) ∝ u(σ | x) p(x | σ)^(1/T)``
 invariant for every ``N ≥ 2`` (it is a Gibbs step on the extended target of Andrieu et al., Theorem 5);
 ``N`` only changes how fast the chain mixes. C chains run as one batch of ``C · N`` rows.
@@ -27,12 +28,22 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from dllm_mcmc.decoding.smc import SMCResult, check_position_proposal, smc_decode
-from dllm_mcmc.denoisers.batching import MaxRows, resolve_max_rows
+from dllm_mcmc.decoding.smc import SMCResult, check_ess_threshold, check_position_proposal
+from dllm_mcmc.denoisers.batching import MaxRows
 from dllm_mcmc.mcmc.kernel import TargetKernel
-from dllm_mcmc.mh import gumbel_max
+from dllm_mcmc.mcmc.particle_runs import (
+    check_particle_method,
+    check_particle_options,
+    cost_info,
+    particle_rows,
+    pick_particle,
+    run_particles,
+)
+from dllm_mcmc.mcmc.spec import Cost, SamplerSpec, UnitShape
 from dllm_mcmc.target import TemperedTarget
 
 
@@ -41,8 +52,9 @@ class ParticleGibbs(TargetKernel):
     (``None``: the target's ``T``) is the token temperature ``τ`` of the SMC proposal; ``ess_threshold``
     the adaptive resampling threshold; ``max_rows`` (``None``: the target's) caps one forward call;
     ``position_proposal="tempered_mass"`` runs the fully adapted SMC (random order, ``τ = T``; see
-    `dllm_mcmc.decoding.smc`).
-    Needs the ``order`` likelihood (the SMC weights are the chain rule along the decoding order)."""
+    `dllm_mcmc.decoding.smc`). Resampling is conditional multinomial (slot 0 keeps its ancestor).
+    Needs the ``order`` likelihood (the SMC weights are the chain rule along the decoding order). A sibling of
+    `dllm_mcmc.mcmc.smc.SMC` over `dllm_mcmc.mcmc.particle_runs`."""
 
     name = "pgibbs"
 
@@ -51,27 +63,18 @@ class ParticleGibbs(TargetKernel):
                  position_proposal: str = "rule") -> None:
         tau = target.target_temperature if proposal_temperature is None else proposal_temperature
         super().__init__(target, proposal_temperature=tau, num_chains=num_chains, seed=seed)
-        if target.likelihood != "order":
-            raise ValueError(f"{self.name}: needs the 'order' likelihood, got {target.likelihood!r}")
-        if target.rule.tokens_per_step != 1:
-            raise ValueError(f"{self.name}: needs a rule with tokens_per_step=1")
-        if not isinstance(num_particles, int) or num_particles < 2:
+        if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 2:
             raise ValueError(f"num_particles={num_particles}: particle Gibbs needs at least 2")
-        if not 0.0 <= ess_threshold <= 1.0:
-            raise ValueError(f"ess_threshold={ess_threshold}: must lie in [0, 1]")
-        check_position_proposal(position_proposal, target.rule.name, tau, target.target_temperature)
+        self.ess_threshold = check_particle_options(self.name, target, tau, ess_threshold, position_proposal)
         self.position_proposal = position_proposal
         self.num_particles = num_particles
-        self.ess_threshold = ess_threshold
         self.max_rows = max_rows
-        self._rows = (target.max_rows if max_rows is None
-                      else resolve_max_rows(target.denoiser, max_rows, target.prompt_length + target.gen_length))
+        self._rows = particle_rows(target, max_rows)
         self._state: dict[str, torch.Tensor] | None = None
 
     def setup(self, warmup_steps: int = 0, *args, **kwargs) -> None:
         self.start(warmup_steps)
-        out = self._smc(None)  # the chains start at one particle of an unconditional SMC run
-        self._state, _ = self._pick(out)
+        self._state, _ = pick_particle(self, self._run(None))  # the chains start at one particle of a plain SMC run
 
     @property
     def initial_params(self) -> dict[str, torch.Tensor]:
@@ -92,37 +95,50 @@ class ParticleGibbs(TargetKernel):
             raise RuntimeError("call setup() before sample()")
         meter = self.target.denoiser
         nfe_before, rows_before = meter.nfe, meter.forward_rows
-        out = self._smc((self._state["tokens"], self._state["order"]))
-        self._state, picked = self._pick(out)
+        out = self._run((self._state["tokens"], self._state["order"]))
+        self._state, picked = pick_particle(self, out)
         weights = out.normalised_weights()
         left = (picked != 0).float()
         self.track("left_reference", left)
-        C = self.num_chains
         self.info = {
             "log_target": self._state["log_target"],
             "log_likelihood": self._state["log_likelihood"],
             "leave_prob": (1 - weights[:, 0]).float(),
             "left_reference": left,
-            "nfe": torch.full((C,), float(meter.nfe - nfe_before), device=picked.device),
-            "forward_rows": torch.full((C,), (meter.forward_rows - rows_before) / C, device=picked.device),
+            **cost_info(self, nfe_before, rows_before, picked.device),
         }
         return self._state
 
     def cleanup(self) -> None:
         pass
 
-    def _smc(self, reference: tuple[torch.Tensor, torch.Tensor] | None) -> SMCResult:
-        target = self.target
-        return smc_decode(target.denoiser, target.prompt_for(self.num_chains) if target.per_row else target.prompt,
-                          target.gen_length, rule=target.rule, temperature=self.proposal.temperature,
-                          target_temperature=target.target_temperature, num_particles=self.num_particles,
-                          ess_threshold=self.ess_threshold, generator=self.generator, max_rows=self._rows,
-                          reference=reference, num_runs=self.num_chains, position_proposal=self.position_proposal)
+    def _run(self, reference: tuple[torch.Tensor, torch.Tensor] | None) -> SMCResult:
+        return run_particles(self, reference, num_particles=self.num_particles, ess_threshold=self.ess_threshold,
+                             max_rows=self._rows, position_proposal=self.position_proposal)
 
-    def _pick(self, out: SMCResult) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One particle per chain drawn ∝ its final weight: its params (state and scalar sites) and slot."""
-        picked = gumbel_max(out.log_weight, self.generator)
-        rows = torch.arange(out.tokens.shape[0], device=picked.device)
-        log_target, log_likelihood = self.target.score(out)  # [R, N]; the order likelihood: no forward call
-        return self.sites(out.tokens[rows, picked], out.order[rows, picked], log_target[rows, picked],
-                          log_likelihood[rows, picked]), picked
+
+@dataclass(frozen=True)
+class ParticleGibbsOptions:
+    """The options of ``pgibbs``: ``num_particles`` ``N ≥ 2``, ``ess_threshold``, ``position_proposal``."""
+
+    num_particles: int = 4
+    ess_threshold: float = 0.5
+    position_proposal: str = "rule"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_particles, bool) or not isinstance(self.num_particles, int) or self.num_particles < 2:
+            raise ValueError(f"num_particles must be an integer >= 2 (particle Gibbs), got {self.num_particles!r}")
+        check_ess_threshold(self.ess_threshold)
+        check_position_proposal(self.position_proposal, "random", 1.0, 1.0)  # the name; the rest: the method's
+
+
+def pgibbs_cost(options: ParticleGibbsOptions, unit: UnitShape) -> Cost:
+    """An SMC run at ``setup`` and ``w + 1`` conditional-SMC steps of ``s`` steps and ``N`` rows per chain:
+    ``(w + 2)·s`` steps and ``n·N·(w + 2)·s`` rows."""
+    runs = unit.warmup + 2
+    return Cost(runs * unit.steps, unit.samples * options.num_particles * runs * unit.steps)
+
+
+PGIBBS_SPEC = SamplerSpec("pgibbs", ParticleGibbsOptions, pgibbs_cost, independent=False, kernel=ParticleGibbs,
+                          check=check_particle_method,
+                          summary="particle Gibbs: conditional SMC moves around a reference path")

@@ -26,26 +26,40 @@ from dataclasses import dataclass
 
 import torch
 
+from dllm_mcmc._checks import one_of
 from dllm_mcmc.decoding.canvas import generator_for
 from dllm_mcmc.decoding.config import Rule
-from dllm_mcmc.decoding.smc import check_position_proposal, smc_decode
+from dllm_mcmc.decoding.smc import (
+    RESAMPLERS,
+    TEMPERING,
+    check_ess_threshold,
+    check_position_proposal,
+    smc_decode,
+    systematic_resample,
+)
 from dllm_mcmc.mcmc.spec import Cost, Draw, DrawRequest, SamplerSpec, UnitShape
-from dllm_mcmc.mh import systematic_resample
 
 
 @dataclass(frozen=True)
 class ParticlesOptions:
-    """``ess_threshold`` (resample when ``ESS < ess_threshold · n``) and ``position_proposal`` (``"rule"`` or
-    ``"tempered_mass"``, the fully adapted SMC of `dllm_mcmc.decoding.smc`)."""
+    """``ess_threshold`` (resample when ``ESS < ess_threshold · n``), ``position_proposal`` (``"rule"`` or
+    ``"tempered_mass"``, the fully adapted SMC of `dllm_mcmc.decoding.smc`), ``resampling`` (a scheme of
+    `dllm_mcmc.decoding.smc.resampling`, e.g. ``"chopthin"``) and ``tempering`` (``"fixed"`` or ``"ramp"``,
+    `dllm_mcmc.decoding.smc.tempering`)."""
 
     ess_threshold: float = 0.5
     position_proposal: str = "rule"
+    resampling: str = "systematic"
+    tempering: str = "fixed"
 
     def __post_init__(self) -> None:
-        threshold = self.ess_threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
-            raise ValueError(f"ess_threshold must lie in [0, 1], got {threshold!r}")
-        check_position_proposal(self.position_proposal, "random", 1.0, 1.0)
+        check_ess_threshold(self.ess_threshold)
+        check_position_proposal(self.position_proposal, "random", 1.0, 1.0)  # the name; the rest: the method's
+        one_of("resampling", self.resampling, RESAMPLERS)
+        one_of("tempering", self.tempering, TEMPERING)
+        if self.position_proposal == "tempered_mass" and self.tempering != "fixed":
+            raise ValueError("position_proposal='tempered_mass' proposes the target's one-step conditional at 1/T: "
+                             "it needs tempering='fixed'")
 
 
 def check_particles(options: ParticlesOptions, rule: Rule, temperature: float, target_temperature: float) -> None:
@@ -68,7 +82,8 @@ def draw_particles(request: DrawRequest) -> Draw:
                      target_temperature=float(request.target_temperature), num_particles=request.samples,
                      ess_threshold=float(options.ess_threshold), generator=generator,
                      max_rows=request.max_rows, num_runs=count,
-                     position_proposal=options.position_proposal)
+                     position_proposal=options.position_proposal, resampling=options.resampling,
+                     tempering=options.tempering)
     ancestors = systematic_resample(out.log_weight, generator_for(generator, out.log_weight.device))  # [R, N]
     runs = torch.arange(count, device=ancestors.device)[:, None]
     return Draw(out.tokens[runs, ancestors].reshape(count * request.samples, -1), out.nfe, out.forward_rows)

@@ -45,9 +45,10 @@ from importlib.metadata import entry_points
 
 from dllm_mcmc.mcmc.decoders import BEST_OF, DECODE, MAJORITY
 from dllm_mcmc.mcmc.imh import IMH_SPEC
-from dllm_mcmc.mcmc.particle_specs import PGIBBS_SPEC, SMC_SPEC
+from dllm_mcmc.mcmc.particle_gibbs import PGIBBS_SPEC
 from dllm_mcmc.mcmc.particles import PARTICLES
 from dllm_mcmc.mcmc.power import POWER_SPEC
+from dllm_mcmc.mcmc.smc import SMC_SPEC
 from dllm_mcmc.mcmc.spec import SamplerSpec
 from dllm_mcmc.mcmc.stepwise import STEPWISE_SPEC
 

@@ -1,4 +1,5 @@
-"""Sequential Monte Carlo decoding (`smc_decode`) and its resampling arithmetic (`dllm_mcmc.mh`).
+"""Sequential Monte Carlo decoding (`smc_decode`) with its default parts (systematic resampling, fixed
+tempering); the resampling schemes are tested in test_resampling.py, the other options in test_smc_options.py.
 
 Toy: ``ExactDenoiser.random(vocab_size=3, length=4, seed=0)`` (81 sequences), random rule, T = 0.5, so
 the target's normaliser is ``Z = Σ_σ Σ_x u(σ | x) p(x)^(1/T) = Σ_x p(x)^(1/T)`` (the toy is consistent
@@ -10,47 +11,8 @@ import torch
 from conftest import seeded, total_variation
 
 from dllm_mcmc import ExactDenoiser, MeteredDenoiser, smc_decode
-from dllm_mcmc.mh import conditional_resample, effective_sample_size, log_mean_exp, systematic_resample
 
 T = 0.5
-
-
-def test_systematic_resampling_counts_are_within_one_of_n_times_the_weight():
-    """Systematic resampling puts ⌊N W_i⌋ or ⌈N W_i⌉ copies on particle i, for any weights."""
-    generator = seeded(0)
-    for num_particles in (2, 5, 16, 33):
-        log_weight = torch.randn(200, num_particles, generator=generator, dtype=torch.float64) * 2
-        log_weight[:, 0] = float("-inf")  # a dead particle is never drawn
-        indices = systematic_resample(log_weight, generator)
-        counts = torch.zeros_like(log_weight).scatter_add_(1, indices, torch.ones_like(log_weight))
-        expected = num_particles * torch.softmax(log_weight, -1)
-        assert ((counts - expected).abs() < 1 + 1e-9).all()
-        assert (counts[:, 0] == 0).all() and (counts.sum(-1) == num_particles).all()
-
-
-def test_systematic_resampling_is_unbiased():
-    """E[count_i] = N W_i: over 20,000 rows the mean count of each of 4 fixed weights is within 0.02
-    (the count takes two adjacent values, so its standard deviation is ≤ 0.5; 4 standard errors ≈ 0.014)."""
-    weights = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
-    log_weight = weights.log().expand(20_000, 4)
-    indices = systematic_resample(log_weight, seeded(1))
-    counts = torch.zeros_like(log_weight).scatter_add_(1, indices, torch.ones_like(log_weight))
-    assert torch.allclose(counts.mean(0), 4 * weights, atol=0.02)
-
-
-def test_conditional_resampling_keeps_the_reference_and_draws_the_rest_by_weight():
-    log_weight = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64).log().expand(20_000, 4)
-    indices = conditional_resample(log_weight, seeded(2))
-    assert (indices[:, 0] == 0).all()
-    frequency = torch.bincount(indices[:, 1:].reshape(-1), minlength=4).double() / (20_000 * 3)
-    # multinomial frequencies over 60,000 draws: standard error ≤ 0.002
-    assert torch.allclose(frequency, torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64), atol=0.01)
-
-
-def test_ess_and_log_mean_exp_formulas():
-    log_weight = torch.log(torch.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]], dtype=torch.float64)) + 7.0
-    assert torch.allclose(effective_sample_size(log_weight), torch.tensor([36 / 14, 3.0], dtype=torch.float64))
-    assert torch.allclose(log_mean_exp(log_weight), torch.log(torch.tensor([2.0, 5.0], dtype=torch.float64)) + 7.0)
 
 
 def _exact_normaliser(toy):

@@ -111,6 +111,35 @@ def test_smc_kernel_draws_independently_and_approaches_the_target():
     assert total_variation(empirical(toy, result.tokens.reshape(-1, 4)), toy.tempered(0.5)) < 0.045
 
 
+def test_smc_and_particle_gibbs_are_siblings():
+    """Both are `TargetKernel`s over the same parts (`dllm_mcmc.mcmc.particle_runs`), neither a subclass of the
+    other."""
+    from dllm_mcmc import SMC, TargetKernel
+
+    assert issubclass(SMC, TargetKernel) and issubclass(ParticleGibbs, TargetKernel)
+    assert not issubclass(SMC, ParticleGibbs) and not issubclass(ParticleGibbs, SMC)
+
+
+def test_smc_kernel_resampling_option():
+    """``resampling`` picks the scheme of the kernel's SMC runs (chopthin here); the info is unchanged; an unknown
+    name and a bad ``ess_threshold`` are refused."""
+    from dllm_mcmc import SMC
+
+    toy = ExactDenoiser.random(vocab_size=3, length=4, seed=0)
+    target = TemperedTarget(toy, None, 4, target_temperature=0.5)
+    kernel = SMC(target, proposal_temperature=1.0, num_particles=8, num_chains=3, seed=2, ess_threshold=1.0,
+                 resampling="chopthin")
+    kernel.setup(0)
+    params = kernel.sample({})
+    assert params["tokens"].shape == (3, 4) and kernel.resampling == "chopthin"
+    assert set(kernel.info) == {"log_target", "log_likelihood", "ess", "log_normalizer", "nfe", "forward_rows"}
+    assert ((kernel.info["ess"] > 0) & (kernel.info["ess"] <= 1)).all()
+    with pytest.raises(ValueError, match="resampling"):
+        SMC(target, resampling="killing")
+    with pytest.raises(ValueError, match="ess_threshold"):
+        SMC(target, ess_threshold=-0.5)
+
+
 def test_mixed_prompts_each_chain_runs_as_with_its_prompt_alone():
     """A `TemperedTarget` over two prompts of different lengths on the bundled small model (left-padded
     rows with an attention mask), two chains in one batch: chain ``c`` samples ``π_T(· | prompt c)``.
