@@ -63,8 +63,7 @@ class ParticleGibbs(TargetKernel):
                  position_proposal: str = "rule") -> None:
         tau = target.target_temperature if proposal_temperature is None else proposal_temperature
         super().__init__(target, proposal_temperature=tau, num_chains=num_chains, seed=seed)
-        if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 2:
-            raise ValueError(f"num_particles={num_particles}: particle Gibbs needs at least 2")
+        ParticleGibbsOptions(num_particles, ess_threshold, position_proposal)  # the ranges, checked once
         self.ess_threshold = check_particle_options(self.name, target, tau, ess_threshold, position_proposal)
         self.position_proposal = position_proposal
         self.num_particles = num_particles

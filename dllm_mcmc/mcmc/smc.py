@@ -61,9 +61,9 @@ class SMC(TargetKernel):
                  position_proposal: str = "rule", resampling: str = "systematic") -> None:
         tau = target.target_temperature if proposal_temperature is None else proposal_temperature
         super().__init__(target, proposal_temperature=tau, num_chains=num_chains, seed=seed)
-        positive_int("num_particles", num_particles)
+        SMCOptions(num_particles, ess_threshold, position_proposal, resampling)  # the ranges, checked once
         self.ess_threshold = check_particle_options(self.name, target, tau, ess_threshold, position_proposal)
-        self.resampling = one_of("resampling", resampling, RESAMPLERS)
+        self.resampling = resampling
         self.position_proposal = position_proposal
         self.num_particles = num_particles
         self.max_rows = max_rows
