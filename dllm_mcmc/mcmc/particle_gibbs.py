@@ -38,6 +38,7 @@ from dllm_mcmc.mcmc.kernel import TargetKernel
 from dllm_mcmc.mcmc.particle_runs import (
     check_particle_method,
     check_particle_options,
+    check_tempering,
     cost_info,
     particle_rows,
     pick_particle,
@@ -52,7 +53,9 @@ class ParticleGibbs(TargetKernel):
     (``None``: the target's ``T``) is the token temperature ``τ`` of the SMC proposal; ``ess_threshold``
     the adaptive resampling threshold; ``max_rows`` (``None``: the target's) caps one forward call;
     ``position_proposal="tempered_mass"`` runs the fully adapted SMC (random order, ``τ = T``; see
-    `dllm_mcmc.decoding.smc`). Resampling is conditional multinomial (slot 0 keeps its ancestor).
+    `dllm_mcmc.decoding.smc`); ``tempering`` the schedule of the target exponent (``"fixed"`` or ``"ramp"``: the
+    conditional SMC then targets the ramped intermediate laws and still ends at ``π_T``, so the move stays exact).
+    Resampling is conditional multinomial (slot 0 keeps its ancestor).
     Needs the ``order`` likelihood (the SMC weights are the chain rule along the decoding order). A sibling of
     `dllm_mcmc.mcmc.smc.SMC` over `dllm_mcmc.mcmc.particle_runs`."""
 
@@ -60,10 +63,11 @@ class ParticleGibbs(TargetKernel):
 
     def __init__(self, target: TemperedTarget, *, proposal_temperature: float | None = None, num_particles: int = 4,
                  num_chains: int = 1, seed: int = 0, ess_threshold: float = 0.5, max_rows: MaxRows = None,
-                 position_proposal: str = "rule") -> None:
+                 position_proposal: str = "rule", tempering: str = "fixed") -> None:
         tau = target.target_temperature if proposal_temperature is None else proposal_temperature
         super().__init__(target, proposal_temperature=tau, num_chains=num_chains, seed=seed)
-        ParticleGibbsOptions(num_particles, ess_threshold, position_proposal)  # the ranges, checked once
+        ParticleGibbsOptions(num_particles, ess_threshold, position_proposal, tempering)  # the ranges, checked once
+        self.tempering = tempering
         self.ess_threshold = check_particle_options(self.name, target, tau, ess_threshold, position_proposal)
         self.position_proposal = position_proposal
         self.num_particles = num_particles
@@ -113,22 +117,25 @@ class ParticleGibbs(TargetKernel):
 
     def _run(self, reference: tuple[torch.Tensor, torch.Tensor] | None) -> SMCResult:
         return run_particles(self, reference, num_particles=self.num_particles, ess_threshold=self.ess_threshold,
-                             max_rows=self._rows, position_proposal=self.position_proposal)
+                             max_rows=self._rows, position_proposal=self.position_proposal, tempering=self.tempering)
 
 
 @dataclass(frozen=True)
 class ParticleGibbsOptions:
-    """The options of ``pgibbs``: ``num_particles`` ``N ≥ 2``, ``ess_threshold``, ``position_proposal``."""
+    """The options of ``pgibbs``: ``num_particles`` ``N ≥ 2``, ``ess_threshold``, ``position_proposal``,
+    ``tempering`` (its resampling is conditional multinomial: slot 0 keeps its ancestor)."""
 
     num_particles: int = 4
     ess_threshold: float = 0.5
     position_proposal: str = "rule"
+    tempering: str = "fixed"
 
     def __post_init__(self) -> None:
         if isinstance(self.num_particles, bool) or not isinstance(self.num_particles, int) or self.num_particles < 2:
             raise ValueError(f"num_particles must be an integer >= 2 (particle Gibbs), got {self.num_particles!r}")
         check_ess_threshold(self.ess_threshold)
         check_position_proposal(self.position_proposal, "random", 1.0, 1.0)  # the name; the rest: the method's
+        check_tempering(self.position_proposal, self.tempering)
 
 
 def pgibbs_cost(options: ParticleGibbsOptions, unit: UnitShape) -> Cost:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from dllm_mcmc._checks import one_of
 from dllm_mcmc.decoding.config import Rule
-from dllm_mcmc.decoding.smc import SMCResult, check_ess_threshold, check_position_proposal, smc_decode
+from dllm_mcmc.decoding.smc import TEMPERING, SMCResult, check_ess_threshold, check_position_proposal, smc_decode
 from dllm_mcmc.denoisers.batching import MaxRows, resolve_max_rows
 from dllm_mcmc.mcmc.kernel import TargetKernel
 from dllm_mcmc.mh import gumbel_max
@@ -38,6 +39,15 @@ def check_particle_method(options: object, rule: Rule, temperature: float, targe
         raise ValueError(f"a particle sampler needs a rule with tokens_per_step=1, got {rule.tokens_per_step}")
 
 
+def check_tempering(position_proposal: str, tempering: str) -> None:
+    """A tempering schedule's name (`dllm_mcmc.decoding.smc.TEMPERING`), and ``"fixed"`` with the fully adapted
+    proposal (which proposes the target's one-step conditional at ``1/T``)."""
+    one_of("tempering", tempering, TEMPERING)
+    if position_proposal == "tempered_mass" and tempering != "fixed":
+        raise ValueError("position_proposal='tempered_mass' proposes the target's one-step conditional at 1/T: "
+                         "it needs tempering='fixed'")
+
+
 def particle_rows(target: TemperedTarget, max_rows: MaxRows) -> int | None:
     """The largest forward batch of the kernel's SMC runs (``None``: the target's)."""
     if max_rows is None:
@@ -47,17 +57,17 @@ def particle_rows(target: TemperedTarget, max_rows: MaxRows) -> int | None:
 
 def run_particles(kernel: TargetKernel, reference: tuple[torch.Tensor, torch.Tensor] | None, *, num_particles: int,
                   ess_threshold: float, max_rows: int | None, position_proposal: str,
-                  resampling: str = "systematic") -> SMCResult:
+                  resampling: str = "systematic", tempering: str = "fixed") -> SMCResult:
     """One SMC system of ``num_particles`` per chain, all chains in one batch, towards the kernel's target at the
     kernel's proposal temperature, drawn from ``kernel.generator``; conditional on ``reference`` (``[C, L]``
-    tokens and order) when given."""
+    tokens and order) when given; ``resampling`` and ``tempering`` as in `dllm_mcmc.decoding.smc.smc_decode`."""
     target = kernel.target
     return smc_decode(target.denoiser, target.prompt_for(kernel.num_chains) if target.per_row else target.prompt,
                       target.gen_length, rule=target.rule, temperature=kernel.proposal.temperature,
                       target_temperature=target.target_temperature, num_particles=num_particles,
                       ess_threshold=ess_threshold, generator=kernel.generator, max_rows=max_rows,
                       reference=reference, num_runs=kernel.num_chains, position_proposal=position_proposal,
-                      resampling=resampling)
+                      resampling=resampling, tempering=tempering)
 
 
 def pick_particle(kernel: TargetKernel, out: SMCResult) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -31,12 +31,12 @@ from dllm_mcmc.decoding.canvas import generator_for
 from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.decoding.smc import (
     RESAMPLERS,
-    TEMPERING,
     check_ess_threshold,
     check_position_proposal,
     smc_decode,
     systematic_resample,
 )
+from dllm_mcmc.mcmc.particle_runs import check_tempering
 from dllm_mcmc.mcmc.spec import Cost, Draw, DrawRequest, SamplerSpec, UnitShape
 
 
@@ -56,10 +56,7 @@ class ParticlesOptions:
         check_ess_threshold(self.ess_threshold)
         check_position_proposal(self.position_proposal, "random", 1.0, 1.0)  # the name; the rest: the method's
         one_of("resampling", self.resampling, RESAMPLERS)
-        one_of("tempering", self.tempering, TEMPERING)
-        if self.position_proposal == "tempered_mass" and self.tempering != "fixed":
-            raise ValueError("position_proposal='tempered_mass' proposes the target's one-step conditional at 1/T: "
-                             "it needs tempering='fixed'")
+        check_tempering(self.position_proposal, self.tempering)
 
 
 def check_particles(options: ParticlesOptions, rule: Rule, temperature: float, target_temperature: float) -> None:

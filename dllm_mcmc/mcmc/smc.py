@@ -38,6 +38,7 @@ from dllm_mcmc.mcmc.kernel import TargetKernel
 from dllm_mcmc.mcmc.particle_runs import (
     check_particle_method,
     check_particle_options,
+    check_tempering,
     cost_info,
     particle_rows,
     pick_particle,
@@ -51,19 +52,21 @@ class SMC(TargetKernel):
     """Independent SMC draws: ``num_particles`` ``N`` per chain and draw; ``proposal_temperature`` (``None``: the
     target's ``T``), ``ess_threshold``, ``max_rows`` and ``position_proposal`` as for `ParticleGibbs`;
     ``resampling`` the scheme of `dllm_mcmc.decoding.smc.resampling` (``"systematic"``, ``"stratified"``,
-    ``"multinomial"``, ``"residual"`` or ``"chopthin"``). Needs the ``order`` likelihood."""
+    ``"multinomial"``, ``"residual"`` or ``"chopthin"``); ``tempering`` the schedule of the target exponent over
+    the steps (``"fixed"`` or ``"ramp"``, `dllm_mcmc.decoding.smc.tempering`). Needs the ``order`` likelihood."""
 
     name = "smc"
     needs_warmup = False  # every draw is a fresh SMC run
 
     def __init__(self, target: TemperedTarget, *, proposal_temperature: float | None = None, num_particles: int = 16,
                  num_chains: int = 1, seed: int = 0, ess_threshold: float = 0.5, max_rows: MaxRows = None,
-                 position_proposal: str = "rule", resampling: str = "systematic") -> None:
+                 position_proposal: str = "rule", resampling: str = "systematic", tempering: str = "fixed") -> None:
         tau = target.target_temperature if proposal_temperature is None else proposal_temperature
         super().__init__(target, proposal_temperature=tau, num_chains=num_chains, seed=seed)
-        SMCOptions(num_particles, ess_threshold, position_proposal, resampling)  # the ranges, checked once
+        SMCOptions(num_particles, ess_threshold, position_proposal, resampling, tempering)  # the ranges, checked once
         self.ess_threshold = check_particle_options(self.name, target, tau, ess_threshold, position_proposal)
         self.resampling = resampling
+        self.tempering = tempering
         self.position_proposal = position_proposal
         self.num_particles = num_particles
         self.max_rows = max_rows
@@ -118,24 +121,26 @@ class SMC(TargetKernel):
     def _run(self) -> SMCResult:
         return run_particles(self, None, num_particles=self.num_particles, ess_threshold=self.ess_threshold,
                              max_rows=self._rows, position_proposal=self.position_proposal,
-                             resampling=self.resampling)
+                             resampling=self.resampling, tempering=self.tempering)
 
 
 @dataclass(frozen=True)
 class SMCOptions:
     """The options of ``smc``: ``num_particles`` ``N`` per draw, ``ess_threshold``, ``position_proposal``,
-    ``resampling``."""
+    ``resampling``, ``tempering``."""
 
     num_particles: int = 16
     ess_threshold: float = 0.5
     position_proposal: str = "rule"
     resampling: str = "systematic"
+    tempering: str = "fixed"
 
     def __post_init__(self) -> None:
         positive_int("num_particles", self.num_particles)
         check_ess_threshold(self.ess_threshold)
         check_position_proposal(self.position_proposal, "random", 1.0, 1.0)  # the name; the rest: the method's
         one_of("resampling", self.resampling, RESAMPLERS)
+        check_tempering(self.position_proposal, self.tempering)
 
 
 def smc_cost(options: SMCOptions, unit: UnitShape) -> Cost:
