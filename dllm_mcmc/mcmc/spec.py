@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from dllm_mcmc.decoding.config import Rule
+from dllm_mcmc.decoding.config import RULE_OPTIONS, Rule
 from dllm_mcmc.denoisers.base import Denoiser
 
 TARGET_OPTIONS = ("likelihood", "elbo_samples", "max_rows")
@@ -149,8 +149,6 @@ class SamplerSpec:
 
     def option_names(self) -> tuple[str, ...]:
         """Every option key a method of this sampler may hold: the rule's, the shared ones, its own."""
-        from dllm_mcmc.decoding.config import RULE_OPTIONS
-
         return tuple(dict.fromkeys((*RULE_OPTIONS, *self.shared_options, *self.own_options)))
 
     def parse_options(self, options: Mapping[str, Any], also: Sequence[str] | None = None) -> Any:
