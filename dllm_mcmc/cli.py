@@ -1,7 +1,8 @@
 """Command line: ``dllm-mcmc demo`` (the bundled model), ``dllm-mcmc toy`` (an exact toy),
 ``dllm-mcmc eval CONFIG`` (the experiment runner), ``dllm-mcmc report RESULTS`` (its report),
-``dllm-mcmc samplers`` (every sampler of the registry, installed plugins included, with its options and cost)
-and ``dllm-mcmc lm-eval ...`` (lm-evaluation-harness with our ``dllm-mcmc`` model registered).
+``dllm-mcmc samplers`` (every sampler of the registry, installed plugins included, with its options and cost),
+``dllm-mcmc headroom`` (will tempering pay on this model? a pilot and its importance reweighting) and
+``dllm-mcmc lm-eval ...`` (lm-evaluation-harness with our ``dllm-mcmc`` model registered).
 
 Also ``python -m dllm_mcmc demo``.
 """
@@ -11,13 +12,18 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
 
 from dllm_mcmc._checks import positive_float, positive_int
 from dllm_mcmc.decoding import RULES, decode
 from dllm_mcmc.denoisers import ExactDenoiser
+
+if TYPE_CHECKING:
+    from dllm_mcmc.diagnostics.headroom import HeadroomReport
 
 TOY_ALPHABET = "abcd"
 SHOWN_ANSWERS = 6  # answers printed per method by `model_demo`
@@ -195,6 +201,114 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+HEADROOM_DEFAULTS = {"model": "tasks-small", "tasks": ["countdown", "arith"], "problems": 60, "samples": 16, "seed": 0}
+"""``dllm-mcmc headroom``'s settings when neither a flag nor a config gives them."""
+
+
+def run_headroom(args: argparse.Namespace) -> int:
+    """``dllm-mcmc headroom``: print the pilot's plan (forward rows), draw it (random order, τ = 1), and print
+    `dllm_mcmc.diagnostics.tempering_headroom`'s tables and one verdict line per task; ``--out`` writes the
+    markdown. Settings come from the flags, else from an eval config (model, tasks, problems, samples, seed,
+    gen_length, model_options, task_paths), else `HEADROOM_DEFAULTS`."""
+    from dllm_mcmc._checks import nonnegative_int
+    from dllm_mcmc.diagnostics.headroom import DEFAULT_TEMPERATURES, tempering_headroom
+    from dllm_mcmc.eval.engine import load_engine
+    from dllm_mcmc.eval.experiment import load_config, load_task, require_code_execution, sandbox_isolation
+    from dllm_mcmc.eval.headroom_pilot import draw_pilot, load_pilot, plan_pilot, save_pilot
+
+    nonnegative_int("--orders", args.orders)
+    if args.seed is not None:
+        nonnegative_int("--seed", args.seed)
+    for flag in ("gen_length", "block_length"):
+        if getattr(args, flag) is not None:
+            positive_int(f"--{flag.replace('_', '-')}", getattr(args, flag))
+    if args.forward_ms is not None:
+        positive_float("--forward-ms", args.forward_ms)
+    temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES
+    if args.temperatures is not None:
+        texts = [t.strip() for t in args.temperatures.split(",") if t.strip()]
+        if not texts:
+            raise ValueError(f"--temperatures must be a comma-separated list of positive numbers, got "
+                             f"{args.temperatures!r}")
+        try:
+            temperatures = tuple(positive_float("--temperatures", float(t)) for t in texts)
+        except ValueError:
+            raise ValueError(f"--temperatures must be a comma-separated list of positive numbers, got "
+                             f"{args.temperatures!r}") from None
+    if args.pilot is not None:  # a saved pilot: analyse it again, nothing is drawn
+        pilot, saved = load_pilot(args.pilot)
+        notes = [f"Pilot read from {args.pilot} (drawn with {saved or 'unrecorded settings'})."]
+        return _print_headroom(tempering_headroom(pilot, temperatures, notes=notes), args.out)
+    settings: dict = dict(HEADROOM_DEFAULTS, gen_length=None, model_options={}, task_paths={})
+    config: dict = {}
+    if args.config is not None:
+        config = load_config(args.config)
+        settings.update({key: config[key] for key in ("model", "tasks", "problems", "samples", "seed", "gen_length",
+                                                       "model_options", "task_paths") if config.get(key) is not None})
+    if args.tasks is not None:
+        settings["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        if not settings["tasks"]:
+            raise ValueError(f"--tasks must name at least one task, got {args.tasks!r}")
+    for key in ("model", "problems", "samples", "seed", "gen_length"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    for key in ("device", "dtype"):
+        if getattr(args, key) is not None:
+            settings["model_options"] = {**settings["model_options"], key: getattr(args, key)}
+    allowed = bool(args.allow_code_execution or config.get("allow_code_execution"))
+    tasks = [load_task(name, settings["task_paths"].get(name), allow_code_execution=allowed)
+             for name in settings["tasks"]]
+    code_tasks = require_code_execution({"allow_code_execution": allowed}, tasks)
+    engine = None
+    gen_length = settings["gen_length"]
+    if gen_length is None:  # the bundled model's length is its own; others need --gen-length
+        engine = load_engine(settings["model"], None, **settings["model_options"])
+        gen_length = engine.gen_length
+    limit = settings["problems"]
+    plan = plan_pilot(gen_length, {task.name: len(task.problems(limit)) for task in tasks}, settings["samples"],
+                      args.orders, args.block_length, not args.no_left_to_right)
+    print(f"Headroom check of {settings['model']}: tasks {', '.join(settings['tasks'])}, seed {settings['seed']}, "
+          f"T in {', '.join(f'{t:g}' for t in temperatures)}.")
+    for line in plan.lines(args.forward_ms):
+        print(line)
+    if args.plan:
+        return 0
+    sys.stdout.flush()
+    if code_tasks:
+        sandbox_isolation(code_tasks, lambda line: print(f"dllm-mcmc: {line}", file=sys.stderr, flush=True))
+    if engine is None:
+        engine = load_engine(settings["model"], gen_length, **settings["model_options"])
+    start = time.perf_counter()
+    pilot = draw_pilot(engine, tasks, limit, settings["samples"], args.orders, settings["seed"], args.block_length,
+                       progress=not args.no_progress, allow_code_execution=allowed,
+                       left_to_right=not args.no_left_to_right)
+    seconds = time.perf_counter() - start
+    print(f"Pilot drawn in {seconds:.0f} s.")
+    if args.save_pilot:
+        saved_settings = {key: settings[key] for key in ("model", "tasks", "problems", "samples", "seed")}
+        print(f"Pilot saved: {save_pilot(args.save_pilot, pilot, {**saved_settings, 'orders': args.orders})}")
+    notes = [f"Model {settings['model']}; the first {limit} problems of each task; seed {settings['seed']}; "
+             f"pilot drawn in {seconds:.0f} s.", *plan.lines(args.forward_ms)]
+    report = tempering_headroom(pilot, temperatures, notes=[" ".join(notes[:2]), " ".join(notes[2:])])
+    return _print_headroom(report, args.out)
+
+
+def _print_headroom(report: HeadroomReport, out: str | None) -> int:
+    """Print the report's markdown and its verdict lines; write the markdown to ``out`` when given."""
+    print()
+    print(report.markdown())
+    for line in report.verdict_lines():
+        print(line)
+    if out:
+        from pathlib import Path
+
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(report.markdown())
+        print(f"Written: {path}")
+    return 0
+
+
 THREADS_HELP = ("torch threads, >= 1 (default 1: on a small or shared machine torch's default, one per core, "
                 "was 4-6x slower)")
 
@@ -333,6 +447,45 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("samplers", help="list every sampler (built-in and installed plugins): options, cost, "
                                          "independence", description=describe_samplers.__doc__)
 
+    headroom_parser = commands.add_parser(
+        "headroom", help="will tempering pay? a random-order pilot reweighted to p^(1/T): Pass@k per T, AUC, verdict",
+        description="Draw a pilot of plain random-order samples at τ = 1 per problem, and estimate by importance "
+                    "reweighting the Pass@1 and (plug-in) Pass@k of the tempered law p(x)^(1/T) for a grid of T, "
+                    "with the within-problem AUC of log p, the order inconsistency and a verdict per task "
+                    "(docs/how-to/will-tempering-pay.md). Flags override the config.", formatter_class=defaults)
+    headroom_parser.add_argument("config", nargs="?",
+                                 help="optional eval config (file or packaged name): model, tasks, problems, samples, "
+                                      "seed, gen_length, model_options and task_paths are taken from it")
+    headroom_parser.add_argument("--model", help="bundled model name or local model directory (default tasks-small)")
+    headroom_parser.add_argument("--tasks", help="comma-separated task names (default countdown,arith)")
+    headroom_parser.add_argument("--problems", type=int, help="first problems per task, >= 1 (default 60)")
+    headroom_parser.add_argument("--samples", type=int, help="random-order samples per problem, n >= 1 (default 16)")
+    headroom_parser.add_argument("--orders", type=int, default=4,
+                                 help="M: further random orders each sample is replayed along, >= 0")
+    headroom_parser.add_argument("--temperatures", metavar="T,T,...",
+                                 help="comma-separated target temperatures (default 0.25,0.5,0.75,1.0,1.5)")
+    headroom_parser.add_argument("--seed", type=int, help="base seed of the pilot (default 0)")
+    headroom_parser.add_argument("--gen-length", type=int, help="response length (default: the bundled model's own; "
+                                                                "needed for other models)")
+    headroom_parser.add_argument("--block-length", type=int,
+                                 help="decode block by block (LLaDA's semi-autoregressive blocks); default one block")
+    headroom_parser.add_argument("--device", help="where the model runs, such as cuda (default: CPU)")
+    headroom_parser.add_argument("--dtype", help="parameter dtype of a checkpoint, such as bfloat16")
+    headroom_parser.add_argument("--no-left-to-right", action="store_true",
+                                 help="skip the left-to-right score (saves n·L rows per problem)")
+    headroom_parser.add_argument("--threads", type=int, help=THREADS_HELP)
+    headroom_parser.add_argument("--out", metavar="MD", help="also write the markdown report there")
+    headroom_parser.add_argument("--plan", action="store_true", help="print the pilot's cost and exit")
+    headroom_parser.add_argument("--forward-ms", type=float, metavar="MS",
+                                 help="time of one forward row in milliseconds: the plan adds GPU-minutes")
+    headroom_parser.add_argument("--save-pilot", metavar="JSON", help="also save the pilot, to analyse it again")
+    headroom_parser.add_argument("--pilot", metavar="JSON",
+                                 help="analyse a pilot saved by --save-pilot instead of drawing one")
+    headroom_parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    headroom_parser.add_argument("--allow-code-execution", action="store_true",
+                                 help="let code tasks (humaneval, mbpp) grade by running the model's code in the "
+                                      "sandbox")
+
     lm_eval_parser = commands.add_parser("lm-eval", add_help=False,
                                          help="lm-evaluation-harness (pip install 'dllm-mcmc[lm-eval]') with "
                                               "the model dllm-mcmc registered: every flag is lm_eval's",
@@ -393,12 +546,14 @@ def one_line(error: BaseException) -> str:
 def run_command(args: argparse.Namespace) -> int:
     """Run the parsed command; user errors propagate as exceptions (see `main`)."""
     check_values(args)
-    if args.command in ("demo", "toy", "eval"):
+    if args.command in ("demo", "toy", "eval", "headroom"):
         from dllm_mcmc.eval.executors.threads import use_threads
 
         use_threads(args.threads or 1)  # deliberately: torch's default oversubscribes small and shared machines
     if args.command == "eval":
         return run_eval(args)
+    if args.command == "headroom":
+        return run_headroom(args)
     if args.command == "report":
         from pathlib import Path
 

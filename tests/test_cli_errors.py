@@ -140,7 +140,7 @@ def test_version(capsys):
 def test_every_flag_of_every_command_has_help():
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(commands.choices) == {"demo", "toy", "eval", "report", "samplers", "lm-eval"}
+    assert set(commands.choices) == {"demo", "toy", "eval", "report", "samplers", "headroom", "lm-eval"}
     for action in parser._actions + commands._choices_actions:
         assert action.help and action.help.strip(), action
     for name, subparser in commands.choices.items():

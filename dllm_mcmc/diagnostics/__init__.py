@@ -6,6 +6,9 @@ the token ids and decoding orders), `summary` reports acceptance and the rank-no
 the scalar traces, and the plots are plain matplotlib figures. A ``pyro.infer.MCMC`` run of our kernels
 converts with `from_pyro_mcmc`.
 
+`tempering_headroom` is the check before any sampler runs: from a pilot of plain random-order samples it
+estimates, by importance reweighting, what the tempered law ``p(x)^(1/T)`` would score (``dllm-mcmc headroom``).
+
 Token ids are not diagnosed directly: they are categorical, so "ESS of token 3" has no meaning,
 and their massive ties break rank statistics. The scalar traces (``log_target`` above all) are
 the quantities whose mixing is checked; the token ids sit in their own group, so ArviZ's own
@@ -30,6 +33,7 @@ from dllm_mcmc.diagnostics.convert import (
                                            from_pyro_mcmc,
                                            to_datatree,
 )
+from dllm_mcmc.diagnostics.headroom import FamilyHeadroom, HeadroomReport, PilotProblem, tempering_headroom
 from dllm_mcmc.diagnostics.plots import (
                                          plot_acceptance,
                                          plot_diagnostics,
@@ -42,7 +46,10 @@ from dllm_mcmc.mcmc.pyro_mcmc import StatsRecorder
 
 __all__ = [
     "DIAGNOSED_STATS",
+    "FamilyHeadroom",
+    "HeadroomReport",
     "POSTERIOR_STATS",
+    "PilotProblem",
     "TOKEN_GROUP",
     "StatsRecorder",
     "format_summary",
@@ -54,6 +61,7 @@ __all__ = [
     "plot_sequence_frequencies",
     "plot_trace",
     "summary",
+    "tempering_headroom",
     "to_datatree",
     "trace_diagnostics",
 ]
