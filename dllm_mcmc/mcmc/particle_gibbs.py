@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
-from dllm_mcmc.decoding.smc import SMCResult, check_ess_threshold, check_position_proposal
+from dllm_mcmc._checks import one_of
+from dllm_mcmc.decoding.smc import POSITION_PROPOSALS, SMCResult, check_ess_threshold
 from dllm_mcmc.denoisers.batching import MaxRows
 from dllm_mcmc.mcmc.kernel import TargetKernel
 from dllm_mcmc.mcmc.particle_runs import (
@@ -134,7 +135,7 @@ class ParticleGibbsOptions:
         if isinstance(self.num_particles, bool) or not isinstance(self.num_particles, int) or self.num_particles < 2:
             raise ValueError(f"num_particles must be an integer >= 2 (particle Gibbs), got {self.num_particles!r}")
         check_ess_threshold(self.ess_threshold)
-        check_position_proposal(self.position_proposal, "random", 1.0, 1.0)  # the name; the rest: the method's
+        one_of("position_proposal", self.position_proposal, POSITION_PROPOSALS)  # with the rule: SamplerSpec.check
         check_tempering(self.position_proposal, self.tempering)
 
 

@@ -30,6 +30,7 @@ from dllm_mcmc._checks import one_of
 from dllm_mcmc.decoding.canvas import generator_for
 from dllm_mcmc.decoding.config import Rule
 from dllm_mcmc.decoding.smc import (
+    POSITION_PROPOSALS,
     RESAMPLERS,
     check_ess_threshold,
     check_position_proposal,
@@ -54,7 +55,7 @@ class ParticlesOptions:
 
     def __post_init__(self) -> None:
         check_ess_threshold(self.ess_threshold)
-        check_position_proposal(self.position_proposal, "random", 1.0, 1.0)  # the name; the rest: the method's
+        one_of("position_proposal", self.position_proposal, POSITION_PROPOSALS)  # with the rule: SamplerSpec.check
         one_of("resampling", self.resampling, RESAMPLERS)
         check_tempering(self.position_proposal, self.tempering)
 

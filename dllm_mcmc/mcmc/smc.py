@@ -27,10 +27,10 @@ import torch
 
 from dllm_mcmc._checks import one_of, positive_int
 from dllm_mcmc.decoding.smc import (
+    POSITION_PROPOSALS,
     RESAMPLERS,
     SMCResult,
     check_ess_threshold,
-    check_position_proposal,
     effective_sample_size,
 )
 from dllm_mcmc.denoisers.batching import MaxRows
@@ -138,7 +138,7 @@ class SMCOptions:
     def __post_init__(self) -> None:
         positive_int("num_particles", self.num_particles)
         check_ess_threshold(self.ess_threshold)
-        check_position_proposal(self.position_proposal, "random", 1.0, 1.0)  # the name; the rest: the method's
+        one_of("position_proposal", self.position_proposal, POSITION_PROPOSALS)  # with the rule: SamplerSpec.check
         one_of("resampling", self.resampling, RESAMPLERS)
         check_tempering(self.position_proposal, self.tempering)
 

@@ -66,7 +66,7 @@ Example:
 """
 
 from dllm_mcmc.decoding.smc.conditional import FreePath, ReferencePath
-from dllm_mcmc.decoding.smc.driver import SMCResult, check_position_proposal, smc_decode
+from dllm_mcmc.decoding.smc.driver import POSITION_PROPOSALS, SMCResult, check_position_proposal, smc_decode
 from dllm_mcmc.decoding.smc.resampling import (
     CHOPTHIN_ETA,
     RESAMPLERS,
@@ -81,7 +81,8 @@ from dllm_mcmc.decoding.smc.resampling import (
 from dllm_mcmc.decoding.smc.step import Particles, check_ess_threshold, propagate, resample, reweight
 from dllm_mcmc.decoding.smc.tempering import TEMPERING, Fixed, Ramp, Tempering, incremental_log_weight, tempering_of
 
-__all__ = ["CHOPTHIN_ETA", "RESAMPLERS", "TEMPERING", "Fixed", "FreePath", "Particles", "Ramp", "ReferencePath",
+__all__ = ["CHOPTHIN_ETA", "POSITION_PROPOSALS", "RESAMPLERS", "TEMPERING", "Fixed", "FreePath", "Particles", "Ramp",
+           "ReferencePath",
            "SMCResult", "Tempering", "check_ess_threshold", "check_position_proposal", "chopthin_resample",
            "conditional_resample", "effective_sample_size", "incremental_log_weight", "multinomial_resample",
            "propagate", "resample", "residual_resample", "reweight", "smc_decode", "stratified_resample",

@@ -59,11 +59,15 @@ class SMCResult:
         return torch.softmax(self.log_weight.double(), -1)
 
 
+POSITION_PROPOSALS = ("rule", "tempered_mass")
+"""The position proposals of `smc_decode`: the rule's own, or the fully adapted one."""
+
+
 def check_position_proposal(position_proposal: str, rule: str, temperature: float, target_temperature: float) -> None:
     """Refuse a ``position_proposal`` other than ``"rule"`` / ``"tempered_mass"``, and ``"tempered_mass"``
     off the random-order target with ``τ = T`` (the only case where it is fully adapted). Shared by
     `smc_decode`, the particle kernels and the eval ``smc`` method, which check it before running."""
-    if position_proposal not in ("rule", "tempered_mass"):
+    if position_proposal not in POSITION_PROPOSALS:
         raise ValueError(f"position_proposal={position_proposal!r}: choose 'rule' or 'tempered_mass'")
     if position_proposal == "tempered_mass" and (rule != "random" or float(temperature) != float(target_temperature)):
         raise ValueError("position_proposal='tempered_mass' is the fully adapted proposal of the random-order "
